@@ -21,6 +21,8 @@ export const enum ParseStatus {
  * a dovecot-style process context (`auth-worker(123)`) is cut off.
  */
 export function programKey(program: string): string {
+  // Zimbra's zmpostfix runs postfix-script by path with an empty instance name.
+  if (program === '/postfix-script') return 'postfix/postfix-script';
   if (program.startsWith('postfix')) {
     const slash = program.lastIndexOf('/');
     if (slash > 0) return 'postfix/' + program.slice(slash + 1);

@@ -104,6 +104,8 @@ export const eventSchema = z.discriminatedUnion('kind', [
     saslSender: z.string().optional(),
     /** `orig_client=` on content-filter re-injection. */
     origClientIp: z.string().optional(),
+    /** `orig_queue_id=` on content-filter re-injection: the queue id the message had before the filter. */
+    origQueueId: z.string().optional(),
   }),
   z.object({
     kind: z.literal('auth'),
@@ -122,6 +124,8 @@ export const eventSchema = z.discriminatedUnion('kind', [
     userAgent: z.string().optional(),
     /** Zimbra thread that served it (tells SSL vs plain listener). */
     thread: z.string().optional(),
+    /** Failed attempts one line stands for (dovecot `auth failed, N attempts`). */
+    attempts: z.number().int().optional(),
   }),
   z.object({
     kind: z.literal('smtp.reject'),
@@ -185,6 +189,8 @@ export const eventSchema = z.discriminatedUnion('kind', [
     port: z.number().int().optional(),
     rank: z.number().optional(),
     detail: z.string().optional(),
+    /** Seconds after connect (`PREGREET n after T`, `HANGUP after T`). */
+    delay: z.number().optional(),
   }),
   z.object({
     kind: z.literal('queue.messageid'),
@@ -199,11 +205,16 @@ export const eventSchema = z.discriminatedUnion('kind', [
     action: z.string(),
     /** What triggered it: `header`, `body`, `milter`, ... */
     check: z.string(),
+    /** The matched header/body text, or the milter stage (`END-OF-MESSAGE`). */
     detail: z.string(),
     ip: z.string().optional(),
     clientHost: z.string().optional(),
     from: z.string().optional(),
     to: z.string().optional(),
+    proto: z.string().optional(),
+    helo: z.string().optional(),
+    /** The action's text (`5.7.1 text` of a reject, the replacement of a replace, a milter's reply). */
+    reason: z.string().optional(),
   }),
   z.object({
     kind: z.literal('queue.from'),
@@ -242,6 +253,8 @@ export const eventSchema = z.discriminatedUnion('kind', [
     reply: z.string(),
     /** Queue id the next hop gave the message (content-filter re-injection or a relay). */
     queuedAs: z.string().optional(),
+    /** `conn_use=N`: the Nth delivery over a cached SMTP connection. */
+    connUse: z.number().int().optional(),
   }),
   z.object({
     kind: z.literal('bounce.notify'),
@@ -263,6 +276,8 @@ export const eventSchema = z.discriminatedUnion('kind', [
     ...base,
     statistic: z.string(),
     value: z.number(),
+    /** Rate window in seconds (`max connection rate 5/60s` → 60). */
+    period: z.number().optional(),
     service: z.string().optional(),
     ip: z.string().optional(),
   }),
@@ -299,7 +314,14 @@ export const eventSchema = z.discriminatedUnion('kind', [
     mailId: z.string().optional(),
     hits: z.number().optional(),
     size: z.number().optional(),
+    /** Policy bank names, e.g. `ORIGINATING LOCAL`, `MYNETS`, `DEFAULT`. */
     policy: z.string().optional(),
+    /** Disposition summary in braces, e.g. `RelayedOutbound`, `DiscardedInbound,Quarantined`. */
+    disposition: z.string().optional(),
+    /** Detail in parentheses after the category: virus names, banned part, ... */
+    detail: z.string().optional(),
+    /** Second bracketed IP: the original client amavis found in the Received headers. */
+    originIp: z.string().optional(),
   }),
 ]);
 

@@ -94,6 +94,11 @@ function parseTagged(line: string, i: number, rec: LogRecord, defaultHost: strin
   const n = line.length;
   // First token: host, unless it already is the tag (ends with ':' outside brackets).
   let host = defaultHost;
+  // syslog-ng's `<facility.priority>` template token before the host.
+  if (line.charCodeAt(i) === C.Lt) {
+    const gt = line.indexOf('> ', i);
+    if (gt > i && gt - i < 24) i = gt + 2;
+  }
   if (!hostKnown) {
     const sp = line.indexOf(' ', i);
     if (sp < 0) return false;
@@ -153,13 +158,20 @@ function rfc3164Time(line: string, i: number, ctx: EnvelopeContext, rec: LogReco
   let p = i + 4;
   let day: number;
   if (line.charCodeAt(p) === C.Space) {
+    // space-padded day: `Nov  7`
     day = line.charCodeAt(p + 1) - C.Zero;
     if (day < 1 || day > 9) return -1;
+    p += 2;
+  } else if (line.charCodeAt(p + 1) === C.Space) {
+    // unpadded day some relays write: `Nov 7`
+    day = line.charCodeAt(p) - C.Zero;
+    if (day < 1 || day > 9) return -1;
+    p += 1;
   } else {
     day = d2(line, p);
     if (day < 1 || day > 31) return -1;
+    p += 2;
   }
-  p += 2;
   if (line.charCodeAt(p) !== C.Space) return -1;
   p++;
   // Some daemons log `Mmm dd yyyy hh:mm:ss`.

@@ -1,0 +1,433 @@
+/**
+ * Correlator: joins a message's lines by (host, queue id) into a Message and
+ * follows content-filter hops (`queued as NEWID`) so the final deliveries
+ * land on the message the client submitted.
+ *
+ * Time is the events' own: idle expiry compares line timestamps with the
+ * newest one seen (the watermark), so replay and live behave the same.
+ * Memory is bounded: open queue ids live in one Map kept in
+ * least-recently-touched order; past `maxEntries` the oldest are shed
+ * (emitted incomplete, counted).
+ */
+import type { Event, EventOf } from '../core/events.js';
+import type { Hop, Message, MessageEnd, Recipient } from './message.js';
+
+export interface CorrelatorOptions {
+  /** A queue id untouched this long (log time) is emitted incomplete. Default 2 h (deferred mail retries within that). */
+  idleTimeoutMs?: number;
+  /** Hard cap on open queue ids; beyond it the least recently touched are shed. Default 200,000. */
+  maxEntries?: number;
+  /**
+   * A finished message that came in through a content-filter re-injection
+   * (client on loopback) waits this long for the hop line that links it to
+   * its parent, which Postfix may log after the child is already delivered.
+   * Default 60 s.
+   */
+  reinjectionGraceMs?: number;
+  /** Is this relay IP a content filter on this host (its `queued as` is a hop, not a remote queue)? Default: loopback. */
+  isFilterRelay?: (ip: string) => boolean;
+}
+
+export interface CorrelatorStats {
+  open: number;
+  peakOpen: number;
+  emitted: number;
+  /** Messages emitted early because the cap was reached. */
+  shed: number;
+  /** Messages emitted incomplete after the idle timeout. */
+  expiredIdle: number;
+  /** Hops joined into a parent message. */
+  linked: number;
+}
+
+export type MessageSink = (m: Message) => void;
+
+/** One queue id's place in a message: several hops share one root. */
+interface Entry {
+  key: string;
+  host: string;
+  queueId: string;
+  root: Root;
+  hop: Hop;
+  lastTs: number;
+  /** qmgr has seen it (a `client=` after this is a reused id). */
+  active: boolean;
+}
+
+interface Root {
+  msg: Message;
+  /** Hop entries not yet removed. */
+  live: number;
+  entries: Entry[];
+  recipients: Map<string, Recipient>;
+  done: boolean;
+}
+
+export function isLoopback(ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1' || ip === '::ffff:127.0.0.1';
+}
+
+export class Correlator {
+  readonly stats: CorrelatorStats = { open: 0, peakOpen: 0, emitted: 0, shed: 0, expiredIdle: 0, linked: 0 };
+  private readonly entries = new Map<string, Entry>();
+  /** Finished re-injected messages waiting for their parent link, by first hop key, in deadline order. */
+  private readonly waiting = new Map<string, { root: Root; deadline: number }>();
+  private watermark = 0;
+  private lastSweep = 0;
+  private readonly idleMs: number;
+  private readonly maxEntries: number;
+  private readonly graceMs: number;
+  private readonly isFilterRelay: (ip: string) => boolean;
+
+  constructor(
+    private readonly sink: MessageSink,
+    opts: CorrelatorOptions = {},
+  ) {
+    this.idleMs = opts.idleTimeoutMs ?? 2 * 3600_000;
+    this.maxEntries = opts.maxEntries ?? 200_000;
+    this.graceMs = opts.reinjectionGraceMs ?? 60_000;
+    this.isFilterRelay = opts.isFilterRelay ?? isLoopback;
+  }
+
+  /** Feed one event (any kind; those without a queue id are ignored). */
+  push(e: Event): void {
+    if (e.ts > this.watermark) {
+      this.watermark = e.ts;
+      if (this.watermark - this.lastSweep >= 1000) this.sweep();
+    }
+    switch (e.kind) {
+      case 'smtp.client': return this.onClient(e);
+      case 'queue.pickup': return this.onPickup(e);
+      case 'queue.messageid': {
+        const en = this.touch(e);
+        en.root.msg.messageId ??= e.messageId;
+        return;
+      }
+      case 'queue.from': return this.onFrom(e);
+      case 'delivery': return this.onDelivery(e);
+      case 'queue.removed': return this.onRemoved(e.host, e.queueId, e.ts, 'removed');
+      case 'queue.expired': {
+        const en = this.touch(e);
+        this.note(en.root, 'expired');
+        return this.onRemoved(e.host, e.queueId, e.ts, 'expired');
+      }
+      case 'bounce.notify': return this.onBounce(e);
+      case 'amavis': return this.onAmavis(e);
+      case 'cleanup.action': {
+        const en = this.touch(e);
+        this.note(en.root, `${e.check}-${e.action}`);
+        // A rejected/discarded message never reaches qmgr: it is finished here.
+        if (e.action === 'reject' || e.action === 'discard') this.onRemoved(e.host, e.queueId, e.ts, 'removed');
+        return;
+      }
+      case 'smtp.reject':
+        if (e.queueId !== undefined) {
+          const en = this.touch(e as typeof e & { queueId: string });
+          this.note(en.root, `smtpd-${e.action}`);
+        }
+        return;
+      case 'postsuper':
+        if (e.queueId !== undefined) {
+          const key = e.host + ' ' + e.queueId;
+          const en = this.entries.get(key);
+          if (!en) return;
+          this.note(en.root, `postsuper-${e.action}`);
+          if (e.action === 'removed') this.onRemoved(e.host, e.queueId, e.ts, 'removed');
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Emit everything still open (end of input). */
+  flush(): void {
+    for (const w of this.waiting.values()) if (!w.root.done) this.emit(w.root, w.root.msg.end);
+    this.waiting.clear();
+    for (const en of [...this.entries.values()]) {
+      if (!en.root.done) this.finish(en.root, 'flush');
+    }
+  }
+
+  /** Open queue ids plus finished re-injections waiting for a link (for metrics and the benchmark). */
+  get size(): number {
+    return this.entries.size + this.waiting.size;
+  }
+
+  // --- event handlers -------------------------------------------------------
+
+  private onClient(e: EventOf<'smtp.client'>): void {
+    let en = this.entries.get(e.host + ' ' + e.queueId);
+    if (en && (en.active || en.hop.clientIp !== undefined)) {
+      // A queue id seen through qmgr already got a new client: the id was reused
+      // and the old message's `removed` line never came.
+      this.finish(en.root, 'reused');
+      en = undefined;
+    }
+    en = this.touch(e);
+    en.hop.clientIp = e.ip;
+    en.hop.clientHost = e.clientHost;
+    en.hop.service = e.service;
+    const m = en.root.msg;
+    if (en.root.entries[0] === en) {
+      m.clientIp = e.ip;
+      m.clientHost = e.clientHost;
+      m.service = e.service;
+      m.origin = 'smtp';
+      if (e.account !== undefined) m.saslUser = e.account;
+      if (e.saslMethod !== undefined) m.saslMethod = e.saslMethod;
+    }
+  }
+
+  private onPickup(e: EventOf<'queue.pickup'>): void {
+    const existing = this.entries.get(e.host + ' ' + e.queueId);
+    if (existing && existing.active) this.finish(existing.root, 'reused');
+    const en = this.touch(e);
+    const m = en.root.msg;
+    if (en.root.entries[0] === en) {
+      m.origin = 'pickup';
+      m.sender ??= e.sender;
+    }
+  }
+
+  private onFrom(e: EventOf<'queue.from'>): void {
+    const en = this.touch(e);
+    en.active = true;
+    const m = en.root.msg;
+    if (en.root.entries[0] === en) {
+      m.sender = e.sender;
+      if (e.size !== undefined) m.size = e.size;
+      if (e.nrcpt !== undefined) m.nrcpt = e.nrcpt;
+    } else {
+      m.sender ??= e.sender;
+    }
+  }
+
+  private onDelivery(e: EventOf<'delivery'>): void {
+    const en = this.touch(e);
+    const root = en.root;
+    const hopToFilter = e.queuedAs !== undefined && e.relayIp !== undefined && this.isFilterRelay(e.relayIp);
+    let r = root.recipients.get(e.to);
+    if (r === undefined) {
+      r = { address: e.to, status: e.status, ts: e.ts, attempts: 0 };
+      root.recipients.set(e.to, r);
+    }
+    // The hand-off to a content filter never overwrites a final delivery
+    // that a later hop already logged (hops can be logged out of order).
+    if (!hopToFilter || r.attempts === 0 || r.viaFilter === true) {
+      r.status = e.status;
+      r.ts = e.ts;
+      if (e.origTo !== undefined) r.origTo ??= e.origTo;
+      if (e.dsn !== undefined) r.dsn = e.dsn;
+      r.relay = e.relay;
+      r.reply = e.reply;
+      if (hopToFilter) r.viaFilter = true;
+      else delete r.viaFilter;
+    }
+    r.attempts++;
+    if (hopToFilter) this.link(en, e.host, e.queuedAs!, 'delivery');
+  }
+
+  private onBounce(e: EventOf<'bounce.notify'>): void {
+    const en = this.touch(e);
+    const m = en.root.msg;
+    (m.bounces ??= []).includes(e.childQueueId) || m.bounces.push(e.childQueueId);
+    const child = this.touchKey(e.host, e.childQueueId, e.ts, e.src);
+    if (child.root !== en.root) {
+      child.root.msg.bounceOf = m.queueId;
+      child.root.msg.origin = 'bounce';
+    }
+  }
+
+  private onAmavis(e: EventOf<'amavis'>): void {
+    if (e.queueId === undefined) return;
+    const en = this.touch(e as typeof e & { queueId: string });
+    const m = en.root.msg;
+    m.amavis = { verdict: e.verdict, category: e.category };
+    if (e.hits !== undefined) m.amavis.hits = e.hits;
+    m.messageId ??= e.messageId;
+    for (const q of e.queuedAs ?? []) this.link(en, e.host, q, 'amavis');
+  }
+
+  private onRemoved(host: string, queueId: string, ts: number, why: MessageEnd): void {
+    const key = host + ' ' + queueId;
+    const en = this.entries.get(key);
+    if (!en) return;
+    en.lastTs = ts;
+    this.entries.delete(key);
+    this.stats.open = this.entries.size;
+    const root = en.root;
+    root.live--;
+    if (why === 'expired') root.msg.end = 'expired';
+    if (root.live <= 0) this.complete(root, why === 'expired' ? 'expired' : root.msg.end === 'expired' ? 'expired' : 'removed');
+  }
+
+  // --- hop chains -------------------------------------------------------------
+
+  /** `parent`'s message continues as queue id `childId` on the same host. */
+  private link(parent: Entry, host: string, childId: string, how: 'delivery' | 'amavis'): void {
+    const root = parent.root;
+    const key = host + ' ' + childId;
+    let child = this.entries.get(key);
+    if (child === undefined) {
+      // The child may already have finished and be waiting for us.
+      const w = this.waiting.get(key);
+      if (w !== undefined && !w.root.done) {
+        this.waiting.delete(key);
+        this.merge(root, w.root, how);
+        return;
+      }
+      child = this.touchKey(host, childId, parent.lastTs, parent.root.msg.src);
+    }
+    if (child.root === root) {
+      child.hop.linkedBy ??= how;
+      return;
+    }
+    this.merge(root, child.root, how);
+  }
+
+  /** Fold `other` (a later hop that started as its own message) into `root`. */
+  private merge(root: Root, other: Root, how: 'delivery' | 'amavis'): void {
+    this.stats.linked++;
+    const first = other.entries[0];
+    if (first) first.hop.linkedBy = how;
+    for (const en of other.entries) {
+      en.root = root;
+      root.entries.push(en);
+      root.msg.hops.push(en.hop);
+    }
+    root.live += other.live;
+    for (const [addr, r] of other.recipients) {
+      const mine = root.recipients.get(addr);
+      if (mine === undefined || mine.viaFilter === true) {
+        if (mine) r.attempts += mine.attempts;
+        root.recipients.set(addr, r);
+      }
+    }
+    const om = other.msg;
+    const m = root.msg;
+    m.messageId ??= om.messageId;
+    m.sender ??= om.sender;
+    if (om.amavis && !m.amavis) m.amavis = om.amavis;
+    if (om.bounces) for (const b of om.bounces) (m.bounces ??= []).includes(b) || m.bounces.push(b);
+    if (om.actions) for (const a of om.actions) (m.actions ??= []).push(a);
+    if (om.firstTs < m.firstTs) m.firstTs = om.firstTs;
+    if (om.lastTs > m.lastTs) m.lastTs = om.lastTs;
+    if (om.end === 'expired') m.end = 'expired';
+    other.done = true;
+    if (root.live <= 0 && !root.done) this.complete(root, m.end === 'expired' ? 'expired' : 'removed');
+  }
+
+  // --- bookkeeping --------------------------------------------------------------
+
+  private touch(e: { host: string; queueId: string; ts: number; src: Message['src'] }): Entry {
+    return this.touchKey(e.host, e.queueId, e.ts, e.src);
+  }
+
+  private touchKey(host: string, queueId: string, ts: number, src: Message['src']): Entry {
+    const key = host + ' ' + queueId;
+    const entries = this.entries;
+    let en = entries.get(key);
+    if (en === undefined) {
+      const hop: Hop = { queueId };
+      const msg: Message = {
+        host,
+        queueId,
+        origin: 'unknown',
+        recipients: [],
+        firstTs: ts,
+        lastTs: ts,
+        hops: [hop],
+        complete: false,
+        end: 'removed',
+        src,
+      };
+      const root: Root = { msg, live: 1, entries: [], recipients: new Map(), done: false };
+      en = { key, host, queueId, root, hop, lastTs: ts, active: false };
+      root.entries.push(en);
+      entries.set(key, en);
+      if (entries.size > this.stats.peakOpen) this.stats.peakOpen = entries.size;
+      if (entries.size > this.maxEntries) this.shedOldest();
+    } else {
+      // Keep the Map in least-recently-touched order for expiry and shedding.
+      entries.delete(key);
+      entries.set(key, en);
+    }
+    this.stats.open = entries.size;
+    en.lastTs = ts;
+    const m = en.root.msg;
+    if (ts > m.lastTs) m.lastTs = ts;
+    if (ts < m.firstTs) m.firstTs = ts;
+    return en;
+  }
+
+  private note(root: Root, action: string): void {
+    const a = (root.msg.actions ??= []);
+    if (!a.includes(action)) a.push(action);
+  }
+
+  /** Every hop removed: emit now, unless this is a re-injection that may still get its parent link. */
+  private complete(root: Root, end: MessageEnd): void {
+    root.msg.end = end;
+    root.msg.complete = true;
+    const first = root.entries[0];
+    const reinjected = first !== undefined && root.msg.hops.length === 1 && first.hop.clientIp !== undefined && this.isFilterRelay(first.hop.clientIp);
+    if (reinjected && this.graceMs > 0) {
+      this.waiting.set(first.key, { root, deadline: root.msg.lastTs + this.graceMs });
+      if (this.waiting.size > this.maxEntries) {
+        const [k, oldest] = this.waiting.entries().next().value!;
+        this.waiting.delete(k);
+        this.emit(oldest.root, oldest.root.msg.end);
+      }
+      return;
+    }
+    this.emit(root, end);
+  }
+
+  /** Finish a message early (idle, shed, reused, flush): emit it incomplete, free its hops. */
+  private finish(root: Root, end: MessageEnd): void {
+    for (const en of root.entries) {
+      if (this.entries.get(en.key) === en) this.entries.delete(en.key);
+    }
+    this.stats.open = this.entries.size;
+    root.msg.complete = false;
+    this.emit(root, end);
+  }
+
+  private emit(root: Root, end: MessageEnd): void {
+    if (root.done) return;
+    root.done = true;
+    const m = root.msg;
+    m.end = end;
+    m.recipients = [...root.recipients.values()];
+    this.stats.emitted++;
+    this.sink(m);
+  }
+
+  private shedOldest(): void {
+    const oldest = this.entries.values().next().value;
+    if (oldest === undefined) return;
+    this.stats.shed++;
+    this.finish(oldest.root, 'shed');
+  }
+
+  /** Expire idle queue ids and release re-injected messages whose grace ran out. */
+  private sweep(): void {
+    this.lastSweep = this.watermark;
+    const limit = this.watermark - this.idleMs;
+    for (const en of this.entries.values()) {
+      if (en.lastTs >= limit) break;
+      if (en.root.done) {
+        this.entries.delete(en.key);
+        continue;
+      }
+      this.stats.expiredIdle++;
+      this.finish(en.root, 'idle');
+    }
+    for (const [key, x] of this.waiting) {
+      if (x.deadline > this.watermark) break;
+      this.waiting.delete(key);
+      if (!x.root.done) this.emit(x.root, x.root.msg.end);
+    }
+  }
+}

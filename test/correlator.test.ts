@@ -1,0 +1,230 @@
+import { describe, expect, it } from 'vitest';
+import type { Event, EventOf } from '../src/core/events.js';
+import { Correlator, type CorrelatorOptions } from '../src/correlator/correlator.js';
+import type { Message } from '../src/correlator/message.js';
+
+/** Builds events the way parsers would, with a running clock and offsets. */
+function scenario(opts: CorrelatorOptions = {}) {
+  const out: Message[] = [];
+  const c = new Correlator((m) => out.push(m), opts);
+  let ts = Date.UTC(2026, 10, 27, 10, 0, 0);
+  let offset = 0;
+  const base = (host = 'mx1', program = 'postfix/smtpd') => ({ ts, host, program, src: { file: 't.log', offset: offset++ } });
+  const push = (e: Event) => c.push(e);
+  const api = {
+    out,
+    c,
+    advance(ms: number) {
+      ts += ms;
+    },
+    client(q: string, ip: string, account?: string, host = 'mx1') {
+      const e: EventOf<'smtp.client'> = { kind: 'smtp.client', ...base(host), queueId: q, ip, clientHost: 'unknown', service: 'submission' };
+      if (account) Object.assign(e, { account, saslMethod: 'LOGIN' });
+      push(e);
+    },
+    from(q: string, sender: string, nrcpt = 1, host = 'mx1') {
+      push({ kind: 'queue.from', ...base(host, 'postfix/qmgr'), queueId: q, sender, size: 1000, nrcpt });
+    },
+    msgid(q: string, id: string) {
+      push({ kind: 'queue.messageid', ...base('mx1', 'postfix/cleanup'), queueId: q, messageId: id });
+    },
+    deliver(q: string, to: string, status: 'sent' | 'deferred' | 'bounced', relay = 'mx.remote.example[192.0.2.25]:25', queuedAs?: string) {
+      const relayIp = /\[([^\]]+)\]/.exec(relay)?.[1];
+      const e: EventOf<'delivery'> = { kind: 'delivery', ...base('mx1', 'postfix/smtp'), queueId: q, agent: 'smtp', to, relay, status, reply: '250 ok', dsn: status === 'sent' ? '2.0.0' : '4.4.1' };
+      if (relayIp) e.relayIp = relayIp;
+      if (queuedAs) e.queuedAs = queuedAs;
+      push(e);
+    },
+    removed(q: string, host = 'mx1') {
+      push({ kind: 'queue.removed', ...base(host, 'postfix/qmgr'), queueId: q });
+    },
+    bounce(q: string, child: string) {
+      push({ kind: 'bounce.notify', ...base('mx1', 'postfix/bounce'), queueId: q, childQueueId: child, notification: 'sender non-delivery notification' });
+    },
+    amavis(q: string, queuedAs: string[]) {
+      push({ kind: 'amavis', ...base('mx1', 'amavis'), verdict: 'Passed', category: 'CLEAN', sender: 'a@example.com', recipients: ['x@gmail.com'], queueId: q, queuedAs, hits: -1 });
+    },
+  };
+  return api;
+}
+
+describe('correlator', () => {
+  it('joins one message with several recipients and emits on removed', () => {
+    const s = scenario();
+    s.client('AAA111', '203.0.113.9', 'alice@example.com');
+    s.msgid('AAA111', '<m1@example.com>');
+    s.from('AAA111', 'alice@example.com', 3);
+    s.deliver('AAA111', 'x@gmail.com', 'sent');
+    s.deliver('AAA111', 'y@yahoo.com', 'sent');
+    s.deliver('AAA111', 'z@nowhere.invalid', 'bounced');
+    expect(s.out).toHaveLength(0);
+    s.removed('AAA111');
+    expect(s.out).toHaveLength(1);
+    const m = s.out[0]!;
+    expect(m).toMatchObject({ host: 'mx1', queueId: 'AAA111', clientIp: '203.0.113.9', saslUser: 'alice@example.com', sender: 'alice@example.com', messageId: '<m1@example.com>', nrcpt: 3, complete: true, end: 'removed', origin: 'smtp' });
+    expect(m.recipients.map((r) => [r.address, r.status])).toEqual([
+      ['x@gmail.com', 'sent'],
+      ['y@yahoo.com', 'sent'],
+      ['z@nowhere.invalid', 'bounced'],
+    ]);
+  });
+
+  it('keeps the last status of a recipient deferred then sent, counting attempts', () => {
+    const s = scenario();
+    s.client('BBB222', '198.51.100.7');
+    s.from('BBB222', 'bob@example.com');
+    s.deliver('BBB222', 'r@slow.example', 'deferred');
+    s.advance(3600_000);
+    s.deliver('BBB222', 'r@slow.example', 'sent');
+    s.removed('BBB222');
+    const r = s.out[0]!.recipients[0]!;
+    expect(r).toMatchObject({ status: 'sent', dsn: '2.0.0', attempts: 2 });
+  });
+
+  it('links a bounce notification to the message it reports on', () => {
+    const s = scenario();
+    s.client('CCC333', '203.0.113.9', 'alice@example.com');
+    s.from('CCC333', 'alice@example.com');
+    s.deliver('CCC333', 'gone@remote.example', 'bounced');
+    s.bounce('CCC333', 'DDD444');
+    s.removed('CCC333');
+    s.from('DDD444', '');
+    s.deliver('DDD444', 'alice@example.com', 'sent', 'local');
+    s.removed('DDD444');
+    expect(s.out.map((m) => m.queueId)).toEqual(['CCC333', 'DDD444']);
+    expect(s.out[0]!.bounces).toEqual(['DDD444']);
+    expect(s.out[1]).toMatchObject({ bounceOf: 'CCC333', origin: 'bounce', sender: '' });
+  });
+
+  it('follows one amavis re-injection hop and attributes final deliveries to the original client', () => {
+    const s = scenario();
+    s.client('A1', '203.0.113.9', 'mallory@example.com');
+    s.from('A1', 'x@yahoo.com.tw', 2);
+    // Postfix logs the re-injected child's lines before the parent's hand-off line.
+    s.client('B1', '127.0.0.1');
+    s.from('B1', 'x@yahoo.com.tw', 2);
+    s.amavis('A1', ['B1']);
+    s.deliver('A1', 'v1@gmail.com', 'sent', '127.0.0.1[127.0.0.1]:10032', 'B1');
+    s.deliver('A1', 'v2@hotmail.com', 'sent', '127.0.0.1[127.0.0.1]:10032', 'B1');
+    s.removed('A1');
+    expect(s.out).toHaveLength(0); // B1 is still in the queue
+    s.deliver('B1', 'v1@gmail.com', 'sent', 'gmail-smtp-in.l.google.com[142.250.1.27]:25');
+    s.deliver('B1', 'v2@hotmail.com', 'bounced', 'hotmail-com.olc.protection.outlook.com[52.101.1.1]:25');
+    s.removed('B1');
+    expect(s.out).toHaveLength(1);
+    const m = s.out[0]!;
+    expect(m).toMatchObject({ queueId: 'A1', clientIp: '203.0.113.9', saslUser: 'mallory@example.com', sender: 'x@yahoo.com.tw', complete: true, amavis: { verdict: 'Passed', category: 'CLEAN' } });
+    expect(m.hops.map((h) => h.queueId)).toEqual(['A1', 'B1']);
+    expect(m.recipients.map((r) => [r.address, r.status, r.relay, r.viaFilter])).toEqual([
+      ['v1@gmail.com', 'sent', 'gmail-smtp-in.l.google.com[142.250.1.27]:25', undefined],
+      ['v2@hotmail.com', 'bounced', 'hotmail-com.olc.protection.outlook.com[52.101.1.1]:25', undefined],
+    ]);
+  });
+
+  it('follows a two-hop chain (amavis then DKIM signing) to the final delivery', () => {
+    const s = scenario();
+    s.client('H1', '203.0.113.50', 'carol@example.com');
+    s.from('H1', 'carol@example.com');
+    s.deliver('H1', 'friend@gmail.com', 'sent', '127.0.0.1[127.0.0.1]:10032', 'H2');
+    s.removed('H1');
+    s.client('H2', '127.0.0.1');
+    s.from('H2', 'carol@example.com');
+    s.deliver('H2', 'friend@gmail.com', 'sent', '127.0.0.1[127.0.0.1]:10030', 'H3');
+    s.removed('H2');
+    s.client('H3', '127.0.0.1');
+    s.from('H3', 'carol@example.com');
+    s.deliver('H3', 'friend@gmail.com', 'sent');
+    expect(s.out).toHaveLength(0);
+    s.removed('H3');
+    expect(s.out).toHaveLength(1);
+    expect(s.out[0]!.hops.map((h) => h.queueId)).toEqual(['H1', 'H2', 'H3']);
+    expect(s.out[0]!.recipients[0]).toMatchObject({ address: 'friend@gmail.com', relay: 'mx.remote.example[192.0.2.25]:25', attempts: 3 });
+    expect(s.out[0]!.saslUser).toBe('carol@example.com');
+  });
+
+  it('waits for a late hop link when the re-injected child finished first', () => {
+    const s = scenario({ reinjectionGraceMs: 60_000 });
+    s.client('P1', '203.0.113.9', 'dave@example.com');
+    s.from('P1', 'dave@example.com');
+    s.client('C1', '127.0.0.1');
+    s.from('C1', 'dave@example.com');
+    s.deliver('C1', 'out@gmail.com', 'sent');
+    s.removed('C1');
+    expect(s.out).toHaveLength(0); // held for its parent
+    s.deliver('P1', 'out@gmail.com', 'sent', '127.0.0.1[127.0.0.1]:10024', 'C1');
+    s.removed('P1');
+    expect(s.out).toHaveLength(1);
+    expect(s.out[0]).toMatchObject({ queueId: 'P1', saslUser: 'dave@example.com' });
+    expect(s.out[0]!.recipients[0]).toMatchObject({ status: 'sent', relay: 'mx.remote.example[192.0.2.25]:25' });
+  });
+
+  it('emits a loopback submission with no parent after the grace period', () => {
+    const s = scenario({ reinjectionGraceMs: 60_000 });
+    s.client('W1', '127.0.0.1');
+    s.from('W1', 'webmail@example.com');
+    s.deliver('W1', 'x@gmail.com', 'sent');
+    s.removed('W1');
+    expect(s.out).toHaveLength(0);
+    s.advance(61_000);
+    s.client('OTHER', '192.0.2.1'); // any later line moves the clock
+    expect(s.out.map((m) => m.queueId)).toEqual(['W1']);
+    expect(s.out[0]!.complete).toBe(true);
+  });
+
+  it('treats a reused short queue id as a new message', () => {
+    const s = scenario();
+    s.client('REUSE1', '203.0.113.1', 'erin@example.com');
+    s.from('REUSE1', 'erin@example.com');
+    s.deliver('REUSE1', 'a@gmail.com', 'sent');
+    // `removed` line lost; hours later the same id names another message
+    s.advance(600_000);
+    s.client('REUSE1', '198.51.100.2', 'frank@example.com');
+    s.from('REUSE1', 'frank@example.com');
+    s.removed('REUSE1');
+    expect(s.out.map((m) => [m.saslUser, m.end, m.complete])).toEqual([
+      ['erin@example.com', 'reused', false],
+      ['frank@example.com', 'removed', true],
+    ]);
+    expect(s.out[1]!.recipients).toEqual([]);
+  });
+
+  it('keeps queue ids apart per host', () => {
+    const s = scenario();
+    s.client('SAME01', '203.0.113.1', 'u1@example.com', 'mx1');
+    s.client('SAME01', '203.0.113.2', 'u2@example.com', 'mx2');
+    s.removed('SAME01', 'mx2');
+    s.removed('SAME01', 'mx1');
+    expect(s.out.map((m) => [m.host, m.saslUser])).toEqual([
+      ['mx2', 'u2@example.com'],
+      ['mx1', 'u1@example.com'],
+    ]);
+  });
+
+  it('expires idle entries by log time, not wall time', () => {
+    const s = scenario({ idleTimeoutMs: 3600_000 });
+    s.client('IDLE01', '203.0.113.1');
+    s.from('IDLE01', 'a@example.com');
+    s.advance(3599_000);
+    s.client('FRESH1', '203.0.113.2');
+    expect(s.out).toHaveLength(0);
+    s.advance(2_000);
+    s.client('FRESH2', '203.0.113.3');
+    expect(s.out.map((m) => [m.queueId, m.end, m.complete])).toEqual([['IDLE01', 'idle', false]]);
+    expect(s.c.stats.expiredIdle).toBe(1);
+  });
+
+  it('sheds the least recently touched entries past the cap and counts them', () => {
+    const s = scenario({ maxEntries: 3 });
+    s.client('Q00001', '192.0.2.1');
+    s.client('Q00002', '192.0.2.2');
+    s.client('Q00003', '192.0.2.3');
+    s.from('Q00001', 'a@example.com'); // touch: Q00002 is now the oldest
+    s.client('Q00004', '192.0.2.4');
+    expect(s.out.map((m) => [m.queueId, m.end])).toEqual([['Q00002', 'shed']]);
+    expect(s.c.stats.shed).toBe(1);
+    expect(s.c.size).toBe(3);
+    s.c.flush();
+    expect(s.out.map((m) => m.queueId).sort()).toEqual(['Q00001', 'Q00002', 'Q00003', 'Q00004']);
+    expect(s.c.size).toBe(0);
+  });
+});
