@@ -6,5 +6,6 @@ export default defineConfig({
     // Real-service suites live apart and run through `npm run test:services`.
     exclude: ['test/services/**', 'node_modules/**', 'dist/**'],
     testTimeout: 30_000,
+    globalSetup: ['test/setup/build.ts'],
   },
 });

@@ -24,7 +24,7 @@
 import type { Event, EventOf } from '../../src/core/events.js';
 import type { LogRecord } from '../../src/core/record.js';
 import type { Parser } from '../types.js';
-import { baseOf, leadingQueueId, postfixService } from '../util.js';
+import { baseOf, leadingQueueId } from '../util.js';
 import { parseRejectLine } from './reject.js';
 
 interface Client {
@@ -56,6 +56,20 @@ function clientAt(s: string, start: number): Client | undefined {
   return { clientHost: s.slice(start, open), ip, end };
 }
 
+/**
+ * Same as util's postfixService (`postfix/submission/smtpd` → `submission`,
+ * `postfix-out/smtpd` → `smtpd`), with charCode scans: String#lastIndexOf is
+ * a slow path in V8 and this runs for every smtpd event.
+ */
+function serviceOf(program: string): string {
+  let last = program.length - 1;
+  while (last >= 0 && program.charCodeAt(last) !== 47 /* / */) last--;
+  if (last < 0) return program;
+  let prev = last - 1;
+  while (prev >= 0 && program.charCodeAt(prev) !== 47) prev--;
+  return prev < 0 ? program.slice(last + 1) : program.slice(prev + 1, last);
+}
+
 function startsWithAt(s: string, prefix: string, at: number): boolean {
   return s.startsWith(prefix, at);
 }
@@ -73,7 +87,7 @@ function onConnect(rec: LogRecord, msg: string, out: Event[]): boolean {
     src: { file: rec.file, offset: rec.offset },
     ip: c.ip,
     clientHost: c.clientHost,
-    service: postfixService(rec.program),
+    service: serviceOf(rec.program),
   });
   return true;
 }
@@ -115,7 +129,7 @@ function onDisconnect(rec: LogRecord, msg: string, out: Event[]): boolean {
     src: { file: rec.file, offset: rec.offset },
     ip: c.ip,
     clientHost: c.clientHost,
-    service: postfixService(rec.program),
+    service: serviceOf(rec.program),
   };
   if (c.end + 1 < msg.length && msg.charCodeAt(c.end) === 32) {
     const cmds = msg.slice(c.end + 1);
@@ -129,12 +143,61 @@ function onDisconnect(rec: LogRecord, msg: string, out: Event[]): boolean {
 
 /** Value after `key` (which includes `, ` and `=`) up to the next `, ` or end. */
 function commaValue(msg: string, key: string, from: number): { value: string; end: number } | undefined {
-  const k = msg.indexOf(key, from);
+  const k = msg.startsWith(key, from) ? from : msg.indexOf(key, from);
   if (k < 0) return undefined;
   const start = k + key.length;
   let end = msg.indexOf(', ', start);
   if (end < 0) end = msg.length;
   return { value: msg.slice(start, end), end };
+}
+
+/**
+ * The optional `, key=value` fields after `client=host[ip]`, in Postfix's
+ * order: orig_queue_id, orig_client, sasl_method, sasl_username, sasl_sender.
+ * The first three cannot hold `, `; the username runs to `, sasl_sender=` (or
+ * the end), and sasl_sender (client-chosen) runs to the end. Read in order
+ * with startsWith; a field out of order is looked for with indexOf.
+ */
+function clientExtras(msg: string, from: number, ev: EventOf<'smtp.client'>): void {
+  let p = from;
+  if (startsWithAt(msg, ', orig_queue_id=', p)) {
+    const v = commaValue(msg, ', orig_queue_id=', p)!;
+    ev.origQueueId = v.value;
+    p = v.end;
+  }
+  if (startsWithAt(msg, ', orig_client=', p)) {
+    const o = clientAt(msg, p + 14);
+    if (o !== undefined) {
+      ev.origClientIp = o.ip;
+      p = o.end;
+    }
+  }
+  if (startsWithAt(msg, ', sasl_method=', p)) {
+    const v = commaValue(msg, ', sasl_method=', p)!;
+    ev.saslMethod = v.value;
+    p = v.end;
+  }
+  if (startsWithAt(msg, ', sasl_username=', p)) {
+    const start = p + 16;
+    const ss = msg.indexOf(', sasl_sender=', start);
+    ev.account = msg.slice(start, ss < 0 ? msg.length : ss);
+    if (ss >= 0) ev.saslSender = msg.slice(ss + 14);
+    return;
+  }
+  if (startsWithAt(msg, ', sasl_sender=', p)) {
+    ev.saslSender = msg.slice(p + 14);
+    return;
+  }
+  if (p >= msg.length) return;
+  // An unexpected field in between: look the remaining ones up by name.
+  if (ev.saslMethod === undefined) {
+    const v = commaValue(msg, ', sasl_method=', p);
+    if (v !== undefined) ev.saslMethod = v.value;
+  }
+  const su = msg.indexOf(', sasl_username=', p);
+  const ss = msg.indexOf(', sasl_sender=', su < 0 ? p : su + 16);
+  if (su >= 0) ev.account = msg.slice(su + 16, ss < 0 ? msg.length : ss);
+  if (ss >= 0) ev.saslSender = msg.slice(ss + 14);
 }
 
 function onClient(rec: LogRecord, msg: string, queueId: string, at: number, out: Event[]): boolean {
@@ -149,42 +212,9 @@ function onClient(rec: LogRecord, msg: string, queueId: string, at: number, out:
     queueId,
     ip: c.ip,
     clientHost: c.clientHost,
-    service: postfixService(rec.program),
+    service: serviceOf(rec.program),
   };
-  let p = c.end;
-  if (p < msg.length) {
-    // Postfix's order: orig_queue_id, orig_client, sasl_method, sasl_username, sasl_sender.
-    // The first three cannot hold `, `; the username runs to `, sasl_sender=`
-    // (or the end), and sasl_sender (client-chosen) runs to the end.
-    const oq = commaValue(msg, ', orig_queue_id=', p);
-    if (oq !== undefined) {
-      ev.origQueueId = oq.value;
-      p = oq.end;
-    }
-    const oc = msg.indexOf(', orig_client=', p);
-    if (oc >= 0) {
-      const o = clientAt(msg, oc + 14);
-      if (o !== undefined) {
-        ev.origClientIp = o.ip;
-        p = o.end;
-      }
-    }
-    const sm = commaValue(msg, ', sasl_method=', p);
-    if (sm !== undefined) {
-      ev.saslMethod = sm.value;
-      p = sm.end;
-    }
-    const su = msg.indexOf(', sasl_username=', p);
-    if (su >= 0) {
-      const start = su + 16;
-      const ss = msg.indexOf(', sasl_sender=', start);
-      ev.account = msg.slice(start, ss < 0 ? msg.length : ss);
-      if (ss >= 0) ev.saslSender = msg.slice(ss + 14);
-    } else {
-      const ss = msg.indexOf(', sasl_sender=', p);
-      if (ss >= 0) ev.saslSender = msg.slice(ss + 14);
-    }
-  }
+  if (c.end < msg.length) clientExtras(msg, c.end, ev);
   out.push(ev);
   return true;
 }
@@ -207,7 +237,7 @@ function onLost(
     ...baseOf(rec),
     ip: c.ip,
     clientHost: c.clientHost,
-    service: postfixService(rec.program),
+    service: serviceOf(rec.program),
     reason,
   };
   if (from > at) ev.after = msg.slice(at, from);
@@ -242,7 +272,7 @@ function onTls(rec: LogRecord, msg: string, out: Event[]): boolean {
     ...baseOf(rec),
     ip: c.ip,
     clientHost: c.clientHost,
-    service: postfixService(rec.program),
+    service: serviceOf(rec.program),
     direction: 'in',
     tlsProtocol,
     cipher,
@@ -280,7 +310,7 @@ function onSaslFailure(rec: LogRecord, msg: string, at: number, out: Event[]): b
     ip: c.ip,
     clientHost: c.clientHost,
     method,
-    service: postfixService(rec.program),
+    service: serviceOf(rec.program),
   };
   if (reason.length > 0) ev.reason = reason;
   if (su >= 0) ev.account = msg.slice(su + 16);
@@ -311,7 +341,7 @@ function onLimit(rec: LogRecord, msg: string, at: number, out: Event[]): boolean
     ...baseOf(rec),
     ip: c.ip,
     clientHost: c.clientHost,
-    service: postfixService(rec.program),
+    service: serviceOf(rec.program),
     action: 'reject',
     stage,
     category: 'rate',
@@ -339,7 +369,7 @@ function onWarning(rec: LogRecord, msg: string, out: Event[]): boolean {
 
 function onQueued(rec: LogRecord, msg: string, queueId: string | undefined, at: number, out: Event[]): boolean {
   if (queueId !== undefined && startsWithAt(msg, 'client=', at)) return onClient(rec, msg, queueId, at + 7, out);
-  if (parseRejectLine(rec, msg, at, queueId, postfixService(rec.program), out)) return true;
+  if (parseRejectLine(rec, msg, at, queueId, serviceOf(rec.program), out)) return true;
   if (startsWithAt(msg, 'proxy-accept: ', at)) return true;
   if (startsWithAt(msg, 'lost connection after ', at)) return onLost(rec, msg, at + 22, 'lost', out);
   if (startsWithAt(msg, 'timeout after ', at)) return onLost(rec, msg, at + 14, 'timeout', out);

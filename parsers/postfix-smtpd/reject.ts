@@ -86,13 +86,13 @@ export function classifyReply(reply: string, milter: boolean): { category: Categ
     has(reply, 'bare <LF>')
   )
     return { category: 'protocol' };
+  if (has(reply, 'olicy')) return { category: 'policy' };
   if (has(reply, 'Helo command ')) return { category: 'helo' };
   if (has(reply, 'Client host ') || has(reply, 'cannot find your') || has(reply, 'Client certificate'))
     return { category: 'client' };
   if (has(reply, 'Sender address ')) return { category: 'sender' };
   if (has(reply, 'Recipient address ') || has(reply, 'User unknown') || has(reply, 'Recipient rejected'))
     return { category: 'recipient' };
-  if (has(reply, 'olicy')) return { category: 'policy' };
   return { category: 'other' };
 }
 
@@ -115,11 +115,17 @@ function dsnEnd(s: string, i: number): number {
   if (i >= n || !isDigit(s.charCodeAt(i)) || s.charCodeAt(i + 1) !== 46) return -1;
   let j = i + 2;
   let d = 0;
-  while (j < n && isDigit(s.charCodeAt(j)) && d < 3) (j++, d++);
+  while (j < n && isDigit(s.charCodeAt(j)) && d < 3) {
+    j++;
+    d++;
+  }
   if (d === 0 || s.charCodeAt(j) !== 46) return -1;
   j++;
   d = 0;
-  while (j < n && isDigit(s.charCodeAt(j)) && d < 3) (j++, d++);
+  while (j < n && isDigit(s.charCodeAt(j)) && d < 3) {
+    j++;
+    d++;
+  }
   if (d === 0) return -1;
   if (j < n && s.charCodeAt(j) !== 32) return -1;
   return j;
@@ -130,15 +136,62 @@ function isTailKey(s: string, i: number): boolean {
   return s.startsWith('from=<', i) || s.startsWith('to=<', i) || s.startsWith('proto=', i) || s.startsWith('helo=<', i);
 }
 
-/** End of an `<...>` value opened at `start`: the first `>` followed by ` `, `,` or end. */
+/**
+ * End of an `<...>` value opened at `start`: the first `>` followed by ` `,
+ * `,` or end. Postfix logs addresses in external form, so a quoted local
+ * part (`"a> b"@x`) is skipped; if quotes do not balance, the first such `>`
+ * regardless of quotes.
+ */
 function angleEnd(s: string, start: number): number {
+  const n = s.length;
+  let inQuote = false;
+  for (let i = start; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (inQuote) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inQuote = false;
+    } else if (c === 34) {
+      inQuote = true;
+    } else if (c === 62 /* > */) {
+      const next = s.charCodeAt(i + 1);
+      if (i + 1 >= n || next === 44 || next === 32) return i;
+    }
+  }
   let end = s.indexOf('>', start);
   while (end >= 0) {
     const next = s.charCodeAt(end + 1);
-    if (end + 1 >= s.length || next === 44 || next === 32) return end;
+    if (end + 1 >= n || next === 44 || next === 32) return end;
     end = s.indexOf('>', end + 1);
   }
-  return s.length;
+  return n;
+}
+
+/**
+ * Start of the trailing `from=<...` / `to=<...` / `proto=` / `helo=<...` part:
+ * just past the first `; ` followed by one of those keys that is not inside
+ * a quoted string (a hostile quoted address in the reply may hold `; from=<`).
+ * Falls back to ignoring quotes when they do not balance. -1 when absent.
+ */
+function tailStart(s: string, from: number): number {
+  const n = s.length;
+  let inQuote = false;
+  for (let i = from; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (inQuote) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inQuote = false;
+    } else if (c === 34) {
+      inQuote = true;
+    } else if (c === 59 /* ; */ && s.charCodeAt(i + 1) === 32 && isTailKey(s, i + 2)) {
+      return i + 2;
+    }
+  }
+  let k = s.indexOf('; ', from);
+  while (k >= 0) {
+    if (isTailKey(s, k + 2)) return k + 2;
+    k = s.indexOf('; ', k + 1);
+  }
+  return -1;
 }
 
 function skipSep(s: string, i: number): number {
@@ -224,15 +277,7 @@ export function parseRejectLine(
   }
 
   // The reply ends at the first "; " followed by a trailing key.
-  let tail = -1;
-  let k = msg.indexOf('; ', replyStart);
-  while (k >= 0) {
-    if (isTailKey(msg, k + 2)) {
-      tail = k + 2;
-      break;
-    }
-    k = msg.indexOf('; ', k + 1);
-  }
+  const tail = tailStart(msg, replyStart);
   let replyEnd = tail >= 0 ? tail - 2 : msg.length;
   if (tail < 0 && msg.charCodeAt(replyEnd - 1) === 59 /* ; */) replyEnd--;
   const reply = msg.slice(replyStart, replyEnd);

@@ -85,6 +85,7 @@ export async function parseCommand(argv: string[]): Promise<number> {
     malformed: s.malformed,
     oversized: s.oversized,
     unclaimed: s.unclaimed,
+    parserErrors: s.parserErrors,
     bytes: result.bytes,
     inputErrors: result.inputErrors,
     unknownByProgram: s.unknownByProgram,

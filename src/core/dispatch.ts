@@ -35,6 +35,8 @@ export function programKey(program: string): string {
 export class Dispatcher {
   private readonly byKey = new Map<string, Parser>();
   private readonly cache = new Map<string, Parser | null>();
+  /** Exceptions thrown by parsers (each one a bug: parsers must not throw). */
+  parserErrors = 0;
 
   constructor(parsers: readonly Parser[]) {
     for (const p of parsers) {
@@ -65,6 +67,7 @@ export class Dispatcher {
     try {
       return p.parse(rec, out) ? ParseStatus.Recognised : ParseStatus.Unknown;
     } catch {
+      this.parserErrors++;
       out.length = before;
       return ParseStatus.Unknown;
     }

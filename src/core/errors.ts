@@ -8,6 +8,12 @@ export const errorCodes = {
   FG_INPUT_UNREADABLE: 'An input file cannot be opened or read (missing, permission denied, a directory).',
   FG_INPUT_CORRUPT: 'An input stream broke part-way (corrupt or truncated gzip); lines before the damage were processed.',
   FG_CONFIG_INVALID: 'The configuration file is not valid; the message names the key and what is expected.',
+  FG_ACTION_INVALID_ACCOUNT: 'An account name was refused before any command ran: it is not a plausible mail account (the message says what is wrong).',
+  FG_ACTION_INVALID_QUEUE_ID: 'A Postfix queue id was refused: queue ids are 5 to 24 letters and digits.',
+  FG_ACTION_COMMAND_FAILED: 'An action command (zmprov, postqueue, postsuper) could not start, exited non-zero, timed out or printed too much.',
+  FG_ACTION_SOAP_FAILED: 'The Zimbra admin SOAP API refused a request, returned a fault, or could not be reached.',
+  FG_ACTION_REFUSED: 'An action was not carried out because the account is in a state floodgate must not change (e.g. unlocking a closed account).',
+  FG_WEBHOOK_FAILED: 'A webhook could not be delivered: the receiver refused it (4xx) or every attempt failed; it stays in the outbox.',
   FG_INTERNAL: 'A bug in floodgate; please report it with the command line and input that caused it.',
 } as const;
 

@@ -43,6 +43,11 @@ export class LineParser {
     this.dispatcher = new Dispatcher(parsers);
   }
 
+  /** Parser exceptions caught so far (should stay 0; reported in summaries). */
+  get parserErrors(): number {
+    return this.dispatcher.parserErrors;
+  }
+
   /**
    * Parse one line (without its newline) at `offset`, appending events to
    * `out`. Returns the status, or -1 for a malformed line.

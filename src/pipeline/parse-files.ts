@@ -99,5 +99,6 @@ export async function parseFiles(files: readonly string[], opts: ParseFilesOptio
     }
   }
   correlator?.flush();
+  stats.parserErrors = lp.parserErrors;
   return { stats, inputErrors, bytes, correlator };
 }

@@ -11,6 +11,8 @@ export interface ParseStats {
   oversized: number;
   /** Lines whose program no parser claims. */
   unclaimed: number;
+  /** Parser exceptions caught (bugs; each line still counted as unknown). */
+  parserErrors: number;
   unknownByProgram: Record<string, number>;
   unclaimedByProgram: Record<string, number>;
 }
@@ -24,6 +26,7 @@ export function emptyStats(): ParseStats {
     malformed: 0,
     oversized: 0,
     unclaimed: 0,
+    parserErrors: 0,
     unknownByProgram: Object.create(null) as Record<string, number>,
     unclaimedByProgram: Object.create(null) as Record<string, number>,
   };
