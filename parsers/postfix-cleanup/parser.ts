@@ -210,7 +210,15 @@ export const postfixCleanupParser: Parser = {
     if (qid === '') return isDiagnostic(msg);
     const p = qid.length + 2;
     if (msg.startsWith('message-id=', p)) {
-      out.push({ kind: 'queue.messageid', ...baseOf(rec), queueId: qid, messageId: msg.slice(p + 11) });
+      out.push({
+        kind: 'queue.messageid',
+        ts: rec.ts,
+        host: rec.host,
+        program: rec.program,
+        src: { file: rec.file, offset: rec.offset },
+        queueId: qid,
+        messageId: msg.slice(p + 11),
+      });
       return true;
     }
     if (msg.startsWith('resent-message-id=', p)) return true;

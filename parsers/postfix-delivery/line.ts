@@ -7,7 +7,6 @@
  */
 import type { Event } from '../../src/core/events.js';
 import type { LogRecord } from '../../src/core/record.js';
-import { baseOf } from '../util.js';
 
 type Status = Extract<Event, { kind: 'delivery' }>['status'];
 
@@ -41,8 +40,44 @@ export function angleEnd(msg: string, start: number, terms: readonly string[]): 
   return -1;
 }
 
-const AFTER_TO = [', orig_to=<', ', relay='] as const;
-const AFTER_ORIG = [', relay='] as const;
+/** End of the `to=<...>` value: the `>` before `, orig_to=<` or `, relay=`. */
+function toEnd(msg: string, start: number): number {
+  let gt = msg.indexOf('>, ', start);
+  while (gt >= 0) {
+    if (msg.startsWith('relay=', gt + 3) || msg.startsWith('orig_to=<', gt + 3)) return gt;
+    gt = msg.indexOf('>, ', gt + 1);
+  }
+  return -1;
+}
+
+/** End of the `orig_to=<...>` value: the `>` before `, relay=`. */
+function origEnd(msg: string, start: number): number {
+  return msg.indexOf('>, relay=', start);
+}
+
+/**
+ * Decimal number (`12`, `0.71`) in msg[start, end); -1 when it is not one.
+ * No slice, no Number(): this runs twice per delivery line.
+ */
+function decimalAt(msg: string, start: number, end: number): number {
+  let v = 0;
+  let scale = 0;
+  let digits = 0;
+  for (let i = start; i < end; i++) {
+    const c = msg.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      v = v * 10 + (c - 48);
+      if (scale > 0) scale *= 10;
+      digits++;
+    } else if (c === 46 && scale === 0) {
+      scale = 1;
+    } else {
+      return -1;
+    }
+  }
+  if (digits === 0) return -1;
+  return scale > 1 ? v / scale : v;
+}
 
 function isIpLike(s: string): boolean {
   if (s.length === 0) return false;
@@ -85,9 +120,14 @@ function tokenAt(s: string, start: number): string | undefined {
  * local(8)'s `forwarded as X`, or Exim's `250 OK id=X`.
  */
 export function queuedAsOf(reply: string): string | undefined {
-  const a = reply.lastIndexOf('queued as ');
-  const b = reply.lastIndexOf('Queued as ');
-  const k = a > b ? a : b;
+  // indexOf forwards (V8's lastIndexOf is slow) to the last `[qQ]ueued as `.
+  let k = -1;
+  let i = reply.indexOf('ueued as ');
+  while (i > 0) {
+    const c = reply.charCodeAt(i - 1);
+    if (c === 113 || c === 81) k = i - 1;
+    i = reply.indexOf('ueued as ', i + 9);
+  }
   if (k >= 0) return tokenAt(reply, k + 10);
   if (reply.startsWith('forwarded as ')) return tokenAt(reply, 13);
   if (reply.startsWith('250 OK id=')) return tokenAt(reply, 10);
@@ -108,14 +148,14 @@ export function parseDeliveryLine(
 ): boolean {
   const n = msg.length;
   const toStart = p + 4;
-  const toEnd = angleEnd(msg, toStart, AFTER_TO);
-  if (toEnd < 0) return false;
-  const to = msg.slice(toStart, toEnd);
-  let pos = toEnd + 3; // past '>, '
+  const tEnd = toEnd(msg, toStart);
+  if (tEnd < 0) return false;
+  const to = msg.slice(toStart, tEnd);
+  let pos = tEnd + 3; // past '>, '
   let origTo: string | undefined;
   if (msg.startsWith('orig_to=<', pos)) {
     const oStart = pos + 9;
-    const oEnd = angleEnd(msg, oStart, AFTER_ORIG);
+    const oEnd = origEnd(msg, oStart);
     if (oEnd < 0) return false;
     origTo = msg.slice(oStart, oEnd);
     pos = oEnd + 3;
@@ -131,25 +171,33 @@ export function parseDeliveryLine(
   let delays: string | undefined;
   let dsn: string | undefined;
   let connUse: number | undefined;
-  while (pos < n && !msg.startsWith('status=', pos)) {
-    let end = msg.indexOf(', ', pos);
+  // The fields between relay= and status=, dispatched on their first letters.
+  for (;;) {
+    if (pos >= n) return false;
+    const c0 = msg.charCodeAt(pos);
+    if (c0 === 115 /* s */ && msg.startsWith('status=', pos)) break;
+    if (c0 === 32) {
+      pos++; // tolerate a doubled space
+      continue;
+    }
+    const end = msg.indexOf(', ', pos);
     if (end < 0) return false;
-    if (msg.startsWith('delay=', pos)) {
-      const v = Number(msg.slice(pos + 6, end));
-      if (Number.isFinite(v)) delay = v;
-    } else if (msg.startsWith('delays=', pos)) {
-      delays = msg.slice(pos + 7, end);
-    } else if (msg.startsWith('dsn=', pos)) {
-      dsn = msg.slice(pos + 4, end);
-    } else if (msg.startsWith('conn_use=', pos)) {
-      const v = Number(msg.slice(pos + 9, end));
-      if (Number.isInteger(v)) connUse = v;
-    } else if (msg.charCodeAt(pos) === 32) {
-      end = pos - 1; // tolerate a doubled space
+    if (c0 === 100 /* d */) {
+      const c5 = msg.charCodeAt(pos + 5);
+      if (c5 === 61 /* = */ && msg.startsWith('delay', pos)) {
+        const v = decimalAt(msg, pos + 6, end);
+        if (v >= 0) delay = v;
+      } else if (c5 === 115 /* s */ && msg.startsWith('delays=', pos)) {
+        delays = msg.slice(pos + 7, end);
+      } else if (msg.startsWith('dsn=', pos)) {
+        dsn = msg.slice(pos + 4, end);
+      }
+    } else if (c0 === 99 /* c */ && msg.startsWith('conn_use=', pos)) {
+      const v = decimalAt(msg, pos + 9, end);
+      if (v >= 0 && Number.isInteger(v)) connUse = v;
     }
     pos = end + 2;
   }
-  if (pos >= n) return false;
   const sStart = pos + 7;
   let sEnd = sStart;
   while (sEnd < n) {
@@ -162,7 +210,9 @@ export function parseDeliveryLine(
 
   let reply: string;
   if (msg.charCodeAt(sEnd) === 32 && msg.charCodeAt(sEnd + 1) === 40 /* ( */) {
-    const close = msg.lastIndexOf(')');
+    let close = n - 1;
+    while (close > sEnd && msg.charCodeAt(close) === 32) close--;
+    if (msg.charCodeAt(close) !== 41 /* ) */) close = msg.lastIndexOf(')');
     reply = close > sEnd + 1 ? msg.slice(sEnd + 2, close) : msg.slice(sEnd + 2);
   } else {
     let i = sEnd;
@@ -172,7 +222,10 @@ export function parseDeliveryLine(
 
   const e: Extract<Event, { kind: 'delivery' }> = {
     kind: 'delivery',
-    ...baseOf(rec),
+    ts: rec.ts,
+    host: rec.host,
+    program: rec.program,
+    src: { file: rec.file, offset: rec.offset },
     queueId,
     agent,
     to,
@@ -187,8 +240,11 @@ export function parseDeliveryLine(
   if (delays !== undefined) e.delays = delays;
   if (dsn !== undefined) e.dsn = dsn;
   if (connUse !== undefined) e.connUse = connUse;
-  const queuedAs = queuedAsOf(reply);
-  if (queuedAs !== undefined) e.queuedAs = queuedAs;
+  // Only an accepted message has a next-hop queue id; a rejection's text is the remote's to write.
+  if (status === 'sent') {
+    const queuedAs = queuedAsOf(reply);
+    if (queuedAs !== undefined) e.queuedAs = queuedAs;
+  }
   out.push(e);
   return true;
 }

@@ -148,7 +148,7 @@ export const postfixDeliveryParser: Parser = {
       if (startsWithAny(msg, p, QID_PHRASES)) return true;
       if (startsWithAny(msg, p, CHECK_ACTIONS)) return true;
       if (msg.indexOf(TLS_ESTABLISHED, p) >= 0) return parseTlsOut(rec, msg, p, out);
-      return false;
+      // `statistics: ...` also looks like `QID: ...`: fall through.
     }
     if (isDiagnostic(msg)) return true;
     if (msg.indexOf(TLS_ESTABLISHED) >= 0) return parseTlsOut(rec, msg, 0, out);

@@ -58,9 +58,12 @@ export const postfixPostsuperParser: Parser = {
     const qid = leadingQueueId(msg);
     if (qid !== '') {
       const action = perMessage(msg.slice(qid.length + 2).trimEnd());
-      if (action === undefined) return isDiagnostic(msg, qid.length + 2);
-      out.push({ kind: 'postsuper', ...baseOf(rec), queueId: qid, action });
-      return true;
+      if (action !== undefined) {
+        out.push({ kind: 'postsuper', ...baseOf(rec), queueId: qid, action });
+        return true;
+      }
+      if (isDiagnostic(msg, qid.length + 2)) return true;
+      // `Deleted: 3 messages` also looks like `QID: ...`: fall through to the summaries.
     }
     if (isDiagnostic(msg)) return true;
     const colon = msg.indexOf(': ');

@@ -46,7 +46,7 @@ function parseFrom(rec: LogRecord, msg: string, queueId: string, p: number, out:
   if (end < 0 || end + 1 >= msg.length) return false;
   const sender = msg.slice(start, end);
   if (msg.startsWith(', size=', end + 1)) {
-    const e: Extract<Event, { kind: 'queue.from' }> = { kind: 'queue.from', ...baseOf(rec), queueId, sender };
+    const e: Extract<Event, { kind: 'queue.from' }> = { kind: 'queue.from', ts: rec.ts, host: rec.host, program: rec.program, src: { file: rec.file, offset: rec.offset }, queueId, sender };
     const size = intAt(msg, end + 8);
     if (size >= 0) e.size = size;
     const k = msg.indexOf(', nrcpt=', end + 8);
@@ -81,7 +81,7 @@ export const postfixQmgrParser: Parser = {
         return false;
       case 114: // r
         if (msg.startsWith('removed', p) && isBlankFrom(msg, p + 7)) {
-          out.push({ kind: 'queue.removed', ...baseOf(rec), queueId: qid });
+          out.push({ kind: 'queue.removed', ts: rec.ts, host: rec.host, program: rec.program, src: { file: rec.file, offset: rec.offset }, queueId: qid });
           return true;
         }
         return false;
