@@ -135,8 +135,10 @@ function mainEntry(rec: LogRecord, msg: string, i: number, out: Event[]): boolea
     disposition = msg.slice(p + 2, close);
     p = close + 1;
   }
-  if (msg.charCodeAt(p) !== 44 || msg.charCodeAt(p + 1) !== 32) return false;
-  p += 2;
+  // `, ` before the client part (some versions leave the comma out).
+  if (msg.charCodeAt(p) === 44) p++;
+  if (msg.charCodeAt(p) !== 32) return false;
+  p++;
   // Policy bank names up to the first `[ip]` or `<sender>`.
   let policy: string | undefined;
   {
@@ -196,11 +198,11 @@ function mainEntry(rec: LogRecord, msg: string, i: number, out: Event[]): boolea
     ...baseOf(rec),
     verdict,
     category,
+    sender,
+    recipients,
   };
   if (ip !== undefined) ev.ip = ip;
   if (originIp !== undefined) ev.originIp = originIp;
-  ev.sender = sender;
-  ev.recipients = recipients;
   // `, Key: value` fields in template order; stop at the first one we do not read.
   while (p < n && msg.charCodeAt(p) === 44 && msg.charCodeAt(p + 1) === 32) {
     const ks = p + 2;

@@ -92,7 +92,8 @@ function pythonResult(rec: LogRecord, msg: string, i: number, out: Event[]): boo
     }
   }
   fillFields(ev, msg, p);
-  if (reason !== undefined) ev.reason = reason;
+  // `Pass (mailfrom) identity=mailfrom`: the comment only repeats the identity.
+  if (reason !== undefined && reason !== ev.identity) ev.reason = reason;
   out.push(ev);
   return true;
 }
@@ -179,9 +180,16 @@ function parsePython(rec: LogRecord, msg: string, out: Event[]): boolean {
     out.push(ev);
     return true;
   }
-  // `Pass; identity=mailfrom; client-ip=...` (result first).
-  const semi = msg.indexOf('; identity=');
-  if (semi > 0 && semi < 16) return pythonResult(rec, msg, 0, out);
+  // `Pass; identity=mailfrom; client-ip=...` or `Permerror (why) identity=...` (result first).
+  let w = 0;
+  while (w < msg.length && w < 16) {
+    const c = msg.charCodeAt(w);
+    if (c === 59 || c === 32) break;
+    w++;
+  }
+  if (w > 0 && (msg.charCodeAt(w) === 59 || msg.startsWith(' (', w)) && spfResult(msg.slice(0, w)) !== undefined) {
+    return pythonResult(rec, msg, 0, out);
+  }
   for (const w of pythonRoutine) if (msg.startsWith(w)) return true;
   return false;
 }
