@@ -100,91 +100,153 @@ async function sniffGzip(stream: Readable): Promise<Readable> {
 }
 
 /**
+ * Splits chunks of a byte stream into lines with their stream offsets.
+ * Holds at most one partial line (bounded by maxLineBytes); longer lines
+ * are skipped up to their newline and counted.
+ */
+export class LineSplitter {
+  readonly stats: ReadStats = { bytes: 0, oversized: 0, droppedPartial: 0 };
+  private carry: Buffer | null = null; // partial line from the previous chunk
+  private carryOffset = 0; // stream offset of carry's first byte
+  private skipping = false; // inside an oversized line, dropping bytes until '\n'
+  private pos = 0; // stream offset of the next chunk's first byte
+  private readonly max: number;
+
+  constructor(maxLineBytes = 64 * 1024) {
+    this.max = maxLineBytes;
+  }
+
+  private emit(buf: Buffer, start: number, end: number, offset: number, onLine: LineHandler): void {
+    let e = end;
+    if (e > start && buf[e - 1] === 13) e--; // CRLF
+    if (e - start > this.max) {
+      this.stats.oversized++;
+      return;
+    }
+    onLine(buf.toString('utf8', start, e), offset);
+  }
+
+  push(chunk: Buffer, onLine: LineHandler): void {
+    const max = this.max;
+    let start = 0;
+    if (this.skipping) {
+      const nl = chunk.indexOf(10);
+      if (nl < 0) {
+        this.pos += chunk.length;
+        this.stats.bytes = this.pos;
+        return;
+      }
+      this.skipping = false;
+      start = nl + 1;
+    } else if (this.carry !== null) {
+      const nl = chunk.indexOf(10);
+      if (nl < 0) {
+        if (this.carry.length + chunk.length > max + 1) {
+          this.stats.oversized++;
+          this.carry = null;
+          this.skipping = true;
+        } else {
+          this.carry = Buffer.concat([this.carry, chunk]);
+        }
+        this.pos += chunk.length;
+        this.stats.bytes = this.pos;
+        return;
+      }
+      const line = Buffer.concat([this.carry, chunk.subarray(0, nl)]);
+      this.carry = null;
+      this.emit(line, 0, line.length, this.carryOffset, onLine);
+      start = nl + 1;
+    }
+    const pos = this.pos;
+    let nl = chunk.indexOf(10, start);
+    while (nl >= 0) {
+      this.emit(chunk, start, nl, pos + start, onLine);
+      start = nl + 1;
+      nl = chunk.indexOf(10, start);
+    }
+    if (start < chunk.length) {
+      if (chunk.length - start > max + 1) {
+        this.stats.oversized++;
+        this.skipping = true;
+      } else {
+        this.carry = Buffer.from(chunk.subarray(start)); // copy: the stream may reuse its buffer
+        this.carryOffset = pos + start;
+      }
+    }
+    this.pos += chunk.length;
+    this.stats.bytes = this.pos;
+  }
+
+  /** End of a healthy stream: a last line without newline (truncated file) is still a line. */
+  end(onLine: LineHandler): void {
+    if (this.carry !== null) this.emit(this.carry, 0, this.carry.length, this.carryOffset, onLine);
+    this.carry = null;
+  }
+
+  /** End of a broken stream: a partial line is dropped, never half-parsed. */
+  abort(): void {
+    if (this.carry !== null) this.stats.droppedPartial = 1;
+    this.carry = null;
+  }
+}
+
+function corrupt(err: unknown, stats: ReadStats): InputError {
+  const e = err as NodeJS.ErrnoException;
+  const what = e.code === 'Z_BUF_ERROR' || e.code === 'Z_DATA_ERROR' ? 'corrupt or truncated gzip data' : e.message;
+  const ie = new InputError('FG_INPUT_CORRUPT', `${what} after ${stats.bytes} bytes`, { cause: err });
+  ie.stats = stats;
+  return ie;
+}
+
+/**
  * Split a byte stream into lines. Resolves with counters when the stream
  * ends; rejects with an InputError on a read/decompress error, after every
  * complete line before it has been delivered.
  */
 export async function readLines(stream: Readable, onLine: LineHandler, opts: ReadOptions = {}): Promise<ReadStats> {
-  const max = opts.maxLineBytes ?? 64 * 1024;
-  const stats: ReadStats = { bytes: 0, oversized: 0, droppedPartial: 0 };
-  let carry: Buffer | null = null; // partial line from the previous chunk
-  let carryOffset = 0; // stream offset of carry's first byte
-  let skipping = false; // inside an oversized line, dropping bytes until '\n'
-  let pos = 0; // stream offset of the current chunk's first byte
+  const sp = new LineSplitter(opts.maxLineBytes);
   let lastProgress = 0;
-
-  const emit = (buf: Buffer, start: number, end: number, offset: number) => {
-    let e = end;
-    if (e > start && buf[e - 1] === 13) e--; // CRLF
-    if (e - start > max) {
-      stats.oversized++;
-      return;
-    }
-    onLine(buf.toString('utf8', start, e), offset);
-  };
-
   try {
-    for await (const chunkAny of stream) {
-      const chunk = chunkAny as Buffer;
-      let start = 0;
-      if (skipping) {
-        const nl = chunk.indexOf(10);
-        if (nl < 0) {
-          pos += chunk.length;
-          continue;
-        }
-        skipping = false;
-        start = nl + 1;
-      } else if (carry !== null) {
-        const nl = chunk.indexOf(10);
-        if (nl < 0) {
-          if (carry.length + chunk.length > max + 1) {
-            stats.oversized++;
-            carry = null;
-            skipping = true;
-          } else {
-            carry = Buffer.concat([carry, chunk]);
-          }
-          pos += chunk.length;
-          continue;
-        }
-        const line = Buffer.concat([carry, chunk.subarray(0, nl)]);
-        emit(line, 0, line.length, carryOffset);
-        carry = null;
-        start = nl + 1;
-      }
-      let nl = chunk.indexOf(10, start);
-      while (nl >= 0) {
-        emit(chunk, start, nl, pos + start);
-        start = nl + 1;
-        nl = chunk.indexOf(10, start);
-      }
-      if (start < chunk.length) {
-        if (chunk.length - start > max + 1) {
-          stats.oversized++;
-          skipping = true;
-        } else {
-          carry = Buffer.from(chunk.subarray(start)); // copy: the stream may reuse its buffer
-          carryOffset = pos + start;
-        }
-      }
-      pos += chunk.length;
-      stats.bytes = pos;
-      if (opts.onProgress && pos - lastProgress >= 16 * CHUNK) {
-        lastProgress = pos;
-        opts.onProgress(pos);
+    for await (const chunk of stream) {
+      sp.push(chunk as Buffer, onLine);
+      if (opts.onProgress && sp.stats.bytes - lastProgress >= 16 * CHUNK) {
+        lastProgress = sp.stats.bytes;
+        opts.onProgress(lastProgress);
       }
     }
   } catch (err) {
-    if (carry !== null) stats.droppedPartial = 1;
-    stats.bytes = pos;
-    const e = err as NodeJS.ErrnoException;
-    const what = e.code === 'Z_BUF_ERROR' || e.code === 'Z_DATA_ERROR' ? 'corrupt or truncated gzip data' : e.message;
-    const ie = new InputError('FG_INPUT_CORRUPT', `${what} after ${pos} bytes`, { cause: err });
-    ie.stats = stats;
-    throw ie;
+    sp.abort();
+    throw corrupt(err, sp.stats);
   }
-  if (carry !== null) emit(carry, 0, carry.length, carryOffset);
-  stats.bytes = pos;
-  return stats;
+  sp.end(onLine);
+  return sp.stats;
+}
+
+/**
+ * The same as readLines, pulled: yields arrays of [line, offset] per input
+ * chunk, so several files can be merged. Throws InputError like readLines,
+ * after yielding every complete line before the damage.
+ */
+export async function* lineBatches(stream: Readable, opts: ReadOptions = {}): AsyncGenerator<[string, number][], ReadStats> {
+  const sp = new LineSplitter(opts.maxLineBytes);
+  let batch: [string, number][] = [];
+  const collect: LineHandler = (l, o) => {
+    batch.push([l, o]);
+  };
+  try {
+    for await (const chunk of stream) {
+      sp.push(chunk as Buffer, collect);
+      if (batch.length > 0) {
+        yield batch;
+        batch = [];
+      }
+    }
+  } catch (err) {
+    sp.abort();
+    if (batch.length > 0) yield batch;
+    throw corrupt(err, sp.stats);
+  }
+  sp.end(collect);
+  if (batch.length > 0) yield batch;
+  return sp.stats;
 }
