@@ -7,9 +7,11 @@ import { readFileSync } from 'node:fs';
 import { FloodgateError } from '../core/errors.js';
 import { demoCommand, demoHelp } from './demo-command.js';
 import { parseCommand, parseHelp } from './parse-command.js';
+import { replayCommand, replayHelp } from './replay-command.js';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<number>; help: string; summary: string }> = {
   parse: { run: parseCommand, help: parseHelp, summary: 'parse logs into events (and messages) as JSON lines' },
+  replay: { run: replayCommand, help: replayHelp, summary: 'run every detector and the policy over finished log files' },
   demo: { run: demoCommand, help: demoHelp, summary: 'run on the bundled demo log and explain what it shows' },
 };
 

@@ -26,14 +26,21 @@ interface Keyed<V> {
   evicted: number;
 }
 
+/**
+ * Mark key as most recently used. Eviction is batched: the map may overshoot
+ * maxKeys by 1/16 and is then trimmed in one pass, because evicting one key
+ * per insert with keys().next() walks V8's deleted-entry holes each time
+ * (quadratic once a structure is full).
+ */
 function touch<V>(k: Keyed<V>, key: string, v: V, maxKeys: number): void {
   const m = k.map;
   m.delete(key);
   m.set(key, v);
-  if (m.size > maxKeys) {
-    const oldest = m.keys().next().value;
-    if (oldest !== undefined) {
-      m.delete(oldest);
+  if (m.size > maxKeys + (maxKeys >> 4) + 1) {
+    let excess = m.size - maxKeys;
+    for (const old of m.keys()) {
+      if (excess-- <= 0) break;
+      m.delete(old);
       k.evicted++;
     }
   }

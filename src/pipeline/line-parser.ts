@@ -53,14 +53,23 @@ export class LineParser {
    * `out`. Returns the status, or -1 for a malformed line.
    */
   parseLine(line: string, offset: number, ctx: EnvelopeContext, out: Event[]): ParseStatus | -1 {
-    const st = this.stats;
-    st.lines++;
+    const rec = this.envelope(line, offset, ctx);
+    if (rec === undefined) return -1;
+    return this.dispatchRecord(rec, out);
+  }
+
+  /** Envelope step alone (counts the line, and malformed ones). */
+  envelope(line: string, offset: number, ctx: EnvelopeContext): LogRecord | undefined {
+    this.stats.lines++;
     const rec = parseEnvelope(line, offset, ctx);
     this.lastRecord = rec;
-    if (rec === undefined) {
-      st.malformed++;
-      return -1;
-    }
+    if (rec === undefined) this.stats.malformed++;
+    return rec;
+  }
+
+  /** Parser step alone, for a record from envelope(). */
+  dispatchRecord(rec: LogRecord, out: Event[]): ParseStatus {
+    const st = this.stats;
     const before = out.length;
     const status = this.dispatcher.dispatch(rec, out);
     if (status === ParseStatus.Unknown) {

@@ -1,0 +1,63 @@
+/**
+ * Small helpers shared by the account-oriented detectors (sender-mismatch,
+ * auth-attack, login-anomaly, plaintext-auth). Pure functions: no state here;
+ * state lives in the ScopedStore each detector is handed.
+ */
+import type { Source } from '../src/core/record.js';
+import type { Evidence, Severity } from '../src/detect/finding.js';
+import type { Recent } from '../src/detect/windows.js';
+
+/** Account names compared case-insensitively; `user` and `user@domain` are kept as given. */
+export function normAccount(a: string | undefined): string | undefined {
+  if (a === undefined) return undefined;
+  const s = a.trim().toLowerCase();
+  return s.length === 0 ? undefined : s;
+}
+
+export function evidence(src: Source, ts: number, note?: string): Evidence {
+  return note === undefined ? { file: src.file, offset: src.offset, ts } : { file: src.file, offset: src.offset, ts, note };
+}
+
+/**
+ * Append to a bounded sample list: the first `max - 1` entries are kept and
+ * the last slot always holds the newest, so a finding shows how it started
+ * and where it is now. Mutates and returns `arr`.
+ */
+export function pushSample<T>(arr: T[], v: T, max: number): T[] {
+  if (arr.length < max) arr.push(v);
+  else arr[max - 1] = v;
+  return arr;
+}
+
+/** Add `v` to a small list of distinct strings (no-op when present or full). */
+export function addDistinct(arr: string[], v: string, max: number): string[] {
+  if (arr.length < max && !arr.includes(v)) arr.push(v);
+  return arr;
+}
+
+const rank: Record<Severity, number> = { info: 0, low: 1, medium: 2, high: 3, critical: 4 };
+
+/**
+ * Cooldown gate: true (and remembered) when nothing of this severity or
+ * higher was emitted for `key` within the cooldown (the Recent's TTL).
+ * A higher severity passes the gate once, so an escalation is reported.
+ */
+export function passCooldown(cool: Recent<number>, key: string, ts: number, severity: Severity): boolean {
+  const r = rank[severity];
+  const prev = cool.get(key, ts);
+  if (prev !== undefined && prev >= r) return false;
+  cool.set(key, ts, r);
+  return true;
+}
+
+export function clampScore(n: number): number {
+  return n < 0 ? 0 : n > 100 ? 100 : Math.round(n);
+}
+
+/** `3600000` → `1 h`, `600000` → `10 min`, `90000` → `90 s`. */
+export function fmtDuration(ms: number): string {
+  if (ms % 86_400_000 === 0) return `${ms / 86_400_000} d`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return `${Math.round(ms / 1000)} s`;
+}

@@ -1,0 +1,238 @@
+/**
+ * login-anomaly: where an account logs in from.
+ *
+ * Reads successful logins (`auth` events with an account and an IP, from any
+ * protocol) and SMTP AUTH submissions (`smtp.client` with a SASL user: the
+ * account is sending). IPs are compared by network (/24 for IPv4, /48 for IPv6).
+ *
+ * Signals:
+ * - `many-networks`: an account logs in from many distinct networks within a
+ *   short window (a stolen password used from a botnet or several spam hosts).
+ * - `new-network`: an account with a history logs in from a network never
+ *   seen for it. Alone it is weak (travel, a new ISP): severity low. When the
+ *   account *sends* mail from that network (SMTP AUTH from it, or within
+ *   `sendWithinMs` of the login) it is the stolen-password pattern: high.
+ *   An account without history (first seen less than `minHistoryMs` ago and
+ *   fewer than `minHistoryLogins` logins) is learning, never "new network".
+ *
+ * Logins from loopback and our own mail hosts (webmail submitting from the
+ * mailbox server, proxies) are never anomalies and are not learnt.
+ * Accounts whose known networks fill `maxNetworksPerAccount` (roaming mobile
+ * users) stop producing `new-network` findings: every network is new for them.
+ */
+import { z } from 'zod';
+import type { Source } from '../src/core/record.js';
+import type { Event } from '../src/core/events.js';
+import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
+import { networkOf } from '../src/detect/site.js';
+import { clampScore, evidence, fmtDuration, normAccount, passCooldown, pushSample } from './account-util.js';
+import { defineDetector } from './types.js';
+
+const DAY = 86_400_000;
+
+const config = z.object({
+  /** Window for counting an account's distinct networks. */
+  networksWindowMs: z.number().int().positive().default(3_600_000),
+  /** `many-networks` when an account logs in from at least this many distinct networks in the window. */
+  minNetworks: z.number().int().min(2).default(4),
+  /** How long a network stays known for an account after its last login from it. */
+  knownNetworksMs: z.number().int().positive().default(30 * DAY),
+  /** Networks remembered per account; past it the account counts as roaming (no `new-network`). */
+  maxNetworksPerAccount: z.number().int().positive().default(20),
+  /** An account has a history once it was first seen at least this long ago... */
+  minHistoryMs: z.number().int().nonnegative().default(3 * DAY),
+  /** ...or after this many logins. */
+  minHistoryLogins: z.number().int().positive().default(20),
+  /** Sending from a new network within this long after the first login from it raises the severity. */
+  sendWithinMs: z.number().int().positive().default(15 * 60_000),
+  /** Re-report `many-networks` for an account only after this long (or when the severity rises). */
+  cooldownMs: z.number().int().positive().default(6 * 3_600_000),
+  /** Re-report the same new network of an account only after this long (or when the severity rises). */
+  newNetworkCooldownMs: z.number().int().positive().default(DAY),
+  /** Most accounts tracked at once (least recently active are evicted). */
+  maxKeys: z.number().int().positive().default(100_000),
+});
+
+interface History {
+  first: number;
+  n: number;
+}
+
+interface Pending {
+  net: string;
+  ip: string;
+  t: number;
+  protocol: string;
+  ev: Evidence;
+}
+
+export const loginAnomalyDetector = defineDetector({
+  id: 'login-anomaly',
+  description: 'An account logs in from many networks at once, or from a network never seen for it (worse when it then sends mail).',
+  config,
+  events: ['auth', 'smtp.client'],
+  messages: false,
+  create(cfg, { store, site, emit }) {
+    const maxKeys = cfg.maxKeys;
+    const recentNets = store.distinct('networks', { windowMs: cfg.networksWindowMs, maxKeys, maxPerKey: Math.max(32, cfg.minNetworks * 4) });
+    const netEv = store.recent<Evidence[]>('network-evidence', { ttlMs: cfg.networksWindowMs, maxKeys });
+    const known = store.distinct('known', { windowMs: cfg.knownNetworksMs, maxKeys, maxPerKey: cfg.maxNetworksPerAccount });
+    const history = store.recent<History>('history', { ttlMs: cfg.knownNetworksMs, maxKeys });
+    const pending = store.recent<Pending>('pending', { ttlMs: cfg.sendWithinMs, maxKeys });
+    const cool = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys });
+    const newCool = store.recent<number>('new-cooldown', { ttlMs: cfg.newNetworkCooldownMs, maxKeys });
+
+    function finding(
+      account: string,
+      ip: string,
+      ts: number,
+      signal: 'many-networks' | 'new-network',
+      severity: Severity,
+      score: number,
+      summary: string,
+      window: Record<string, unknown>,
+      ev: Evidence[],
+    ): Finding {
+      return {
+        type: 'finding',
+        detector: 'login-anomaly',
+        entity: { kind: 'account', id: account },
+        severity,
+        score: clampScore(score),
+        ts,
+        signals: [signal],
+        summary,
+        window,
+        evidence: ev.slice(0, 10),
+        account,
+        ip,
+      };
+    }
+
+    function login(account: string, ip: string, ts: number, src: Source, sending: boolean, protocol: string): void {
+      if (site.isMailHost(ip)) return;
+      const net = networkOf(ip);
+      const how = sending ? `sent mail (SMTP AUTH, ${protocol})` : `logged in (${protocol})`;
+      const ev = evidence(src, ts, `${account} ${how} from ${ip} (${net})`);
+
+      // history before this login
+      let h = history.get(account, ts);
+      const hasHistory = h !== undefined && (ts - h.first >= cfg.minHistoryMs || h.n >= cfg.minHistoryLogins);
+      if (h === undefined) h = { first: ts, n: 0 };
+      h.n++;
+      history.set(account, ts, h);
+      const k = known.add(account, net, ts);
+
+      // many networks in a short window
+      const r = recentNets.add(account, net, ts);
+      if (r.isNew) {
+        let list = netEv.get(account, ts);
+        if (list === undefined) list = [];
+        pushSample(list, ev, 8);
+        netEv.set(account, ts, list);
+      }
+      if (r.count >= cfg.minNetworks) {
+        const severity: Severity = r.count >= cfg.minNetworks * 2 ? 'high' : 'medium';
+        if (passCooldown(cool, account, ts, severity)) {
+          const nets = recentNets.values(account, ts);
+          emit(
+            finding(
+              account,
+              ip,
+              ts,
+              'many-networks',
+              severity,
+              45 + Math.min(35, (r.count - cfg.minNetworks + 1) * 5),
+              `${account} logged in from ${r.count}${r.capped ? '+' : ''} distinct networks in ${fmtDuration(cfg.networksWindowMs)} ` +
+                `(threshold ${cfg.minNetworks}), e.g. ${nets.slice(-5).join(', ')}`,
+              { networks: r.count, capped: r.capped, threshold: cfg.minNetworks, windowMs: cfg.networksWindowMs, sampleNetworks: nets.slice(-8) },
+              netEv.get(account, ts) ?? [ev],
+            ),
+          );
+        }
+      }
+
+      // a network never seen for this account
+      if (k.isNew && !k.capped && hasHistory) {
+        const ageDays = Math.floor((ts - h.first) / DAY);
+        const base = { network: net, knownNetworks: k.count - 1, historyLogins: h.n - 1, historyDays: ageDays, sendWithinMs: cfg.sendWithinMs };
+        if (sending) {
+          if (passCooldown(newCool, `${account}|${net}`, ts, 'high')) {
+            emit(
+              finding(
+                account,
+                ip,
+                ts,
+                'new-network',
+                'high',
+                65,
+                `${account} sent mail via SMTP AUTH from ${ip} (${net}), a network not seen for it in ${fmtDuration(cfg.knownNetworksMs)} ` +
+                  `(${k.count - 1} known networks, ${h.n - 1} earlier logins)`,
+                { ...base, sending: true },
+                [ev],
+              ),
+            );
+          }
+        } else {
+          pending.set(account, ts, { net, ip, t: ts, protocol, ev });
+          if (passCooldown(newCool, `${account}|${net}`, ts, 'low')) {
+            emit(
+              finding(
+                account,
+                ip,
+                ts,
+                'new-network',
+                'low',
+                25,
+                `${account} logged in (${protocol}) from ${ip} (${net}), a network not seen for it in ${fmtDuration(cfg.knownNetworksMs)} ` +
+                  `(${k.count - 1} known networks, ${h.n - 1} earlier logins)`,
+                { ...base, sending: false },
+                [ev],
+              ),
+            );
+          }
+        }
+        return;
+      }
+
+      // sending soon after a login from a new network
+      if (sending) {
+        const p = pending.get(account, ts);
+        if (p !== undefined && p.net === net) {
+          pending.delete(account);
+          if (passCooldown(newCool, `${account}|${net}`, ts, 'high')) {
+            const mins = Math.round((ts - p.t) / 60_000);
+            emit(
+              finding(
+                account,
+                ip,
+                ts,
+                'new-network',
+                'high',
+                65,
+                `${account} sent mail from ${ip} (${net}) ${mins} min after its first login (${p.protocol}) from that new network`,
+                { network: net, firstLogin: p.t, firstLoginIp: p.ip, delayMs: ts - p.t, sendWithinMs: cfg.sendWithinMs, sending: true },
+                [p.ev, ev],
+              ),
+            );
+          }
+        }
+      }
+    }
+
+    function onEvent(e: Event): void {
+      if (e.kind === 'auth') {
+        if (e.outcome !== 'success' || e.ip === undefined) return;
+        const account = normAccount(e.account);
+        if (account === undefined) return;
+        login(account, e.ip, e.ts, e.src, false, e.protocol);
+      } else if (e.kind === 'smtp.client') {
+        const account = normAccount(e.account);
+        if (account === undefined) return;
+        login(account, e.ip, e.ts, e.src, true, e.service);
+      }
+    }
+
+    return { onEvent };
+  },
+});

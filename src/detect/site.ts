@@ -1,0 +1,178 @@
+/**
+ * What the site looks like, from config plus what the logs themselves show,
+ * so zero config already works on a real server: SASL users' domains and
+ * locally delivered recipients' domains are local domains; content-filter
+ * hops and loopback are the server itself. Config refines (trusted networks,
+ * mail hosts, outbound IPs, aliases). Everything learnt is bounded and
+ * snapshot-able with the detectors' state.
+ */
+import ipaddr from 'ipaddr.js';
+import type { Event } from '../core/events.js';
+import type { Message } from '../correlator/message.js';
+
+export interface SiteConfig {
+  /** Domains this server hosts. Learnt from the logs when empty. */
+  localDomains: string[];
+  /** Postfix mynetworks: clients allowed to relay without SASL. */
+  trustedNetworks: string[];
+  /** Our own servers (mailbox/webmail hosts, other MTAs) that legitimately relay through this one. */
+  mailHosts: string[];
+  /** Public IPs this server sends from (for outbound SPF). */
+  outboundIps: string[];
+  /** Extra sender addresses an account may use: account → addresses (or `@domain`). */
+  aliases: Record<string, string[]>;
+  /** Domains any account may use as envelope sender (beyond the local ones). */
+  allowedSenderDomains: string[];
+}
+
+export const defaultSiteConfig: SiteConfig = {
+  localDomains: [],
+  trustedNetworks: ['127.0.0.0/8', '::1/128'],
+  mailHosts: [],
+  outboundIps: [],
+  aliases: {},
+  allowedSenderDomains: [],
+};
+
+type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+/** Parse CIDRs or bare IPs; throws with the offending entry named. */
+export function parseCidrs(list: readonly string[], what: string): Cidr[] {
+  return list.map((s) => {
+    try {
+      return s.includes('/') ? ipaddr.parseCIDR(s) : ([ipaddr.parse(s), ipaddr.parse(s).kind() === 'ipv4' ? 32 : 128] as Cidr);
+    } catch {
+      throw new Error(`${what}: '${s}' is not an IP address or CIDR (e.g. 192.0.2.0/24)`);
+    }
+  });
+}
+
+function parseIp(ip: string): ipaddr.IPv4 | ipaddr.IPv6 | undefined {
+  try {
+    const a = ipaddr.parse(ip);
+    return a.kind() === 'ipv6' && (a as ipaddr.IPv6).isIPv4MappedAddress() ? (a as ipaddr.IPv6).toIPv4Address() : a;
+  } catch {
+    return undefined;
+  }
+}
+
+function inCidrs(ip: string, cidrs: readonly Cidr[]): boolean {
+  if (cidrs.length === 0) return false;
+  const a = parseIp(ip);
+  if (!a) return false;
+  for (const [net, bits] of cidrs) {
+    if (net.kind() === a.kind() && a.match(net, bits)) return true;
+  }
+  return false;
+}
+
+/** The /24 (IPv4) or /48 (IPv6) a client address belongs to: "the same network". */
+export function networkOf(ip: string): string {
+  const a = parseIp(ip);
+  if (!a) return ip;
+  if (a.kind() === 'ipv4') {
+    const o = (a as ipaddr.IPv4).octets;
+    return `${o[0]}.${o[1]}.${o[2]}.0/24`;
+  }
+  const p = (a as ipaddr.IPv6).parts;
+  return `${(p[0] ?? 0).toString(16)}:${(p[1] ?? 0).toString(16)}:${(p[2] ?? 0).toString(16)}::/48`;
+}
+
+export function domainOf(addr: string): string {
+  const at = addr.lastIndexOf('@');
+  return at < 0 ? '' : addr.slice(at + 1).toLowerCase();
+}
+
+const localAgents = new Set(['lmtp', 'local', 'virtual']);
+const MAX_LEARNT = 10_000;
+
+export class SiteKnowledge {
+  readonly config: SiteConfig;
+  private readonly trusted: Cidr[];
+  private readonly hosts: Cidr[];
+  private readonly outbound: Cidr[];
+  private readonly configuredDomains: Set<string>;
+  private readonly allowedDomains: Set<string>;
+  private readonly aliasMap: Map<string, Set<string>>;
+  /** Domains learnt from the logs. */
+  private learnt = new Set<string>();
+
+  constructor(config: Partial<SiteConfig> = {}) {
+    this.config = { ...defaultSiteConfig, ...config };
+    this.trusted = parseCidrs(this.config.trustedNetworks, 'site.trustedNetworks');
+    this.hosts = parseCidrs(this.config.mailHosts, 'site.mailHosts');
+    this.outbound = parseCidrs(this.config.outboundIps, 'site.outboundIps');
+    this.configuredDomains = new Set(this.config.localDomains.map((d) => d.toLowerCase()));
+    this.allowedDomains = new Set(this.config.allowedSenderDomains.map((d) => d.toLowerCase()));
+    this.aliasMap = new Map(Object.entries(this.config.aliases).map(([k, v]) => [k.toLowerCase(), new Set(v.map((x) => x.toLowerCase()))]));
+  }
+
+  isLocalDomain(domain: string): boolean {
+    const d = domain.toLowerCase();
+    return this.configuredDomains.has(d) || (this.configuredDomains.size === 0 && this.learnt.has(d));
+  }
+
+  isLoopback(ip: string): boolean {
+    return ip.startsWith('127.') || ip === '::1' || ip === '::ffff:127.0.0.1';
+  }
+
+  inTrustedNetworks(ip: string): boolean {
+    return inCidrs(ip, this.trusted);
+  }
+
+  isMailHost(ip: string): boolean {
+    return this.isLoopback(ip) || inCidrs(ip, this.hosts);
+  }
+
+  isOutboundIp(ip: string): boolean {
+    return inCidrs(ip, this.outbound);
+  }
+
+  /** May `account` use `sender` as envelope sender? Its own address, an alias, a local or allowed domain's address it owns. */
+  senderAllowed(account: string, sender: string): boolean {
+    if (sender === '') return true; // null sender (bounces, DSNs)
+    const a = account.toLowerCase();
+    const s = sender.toLowerCase();
+    if (s === a) return true;
+    // `user` logins (no domain) own user@<any local domain>
+    const local = a.includes('@') ? undefined : a;
+    const sd = domainOf(s);
+    if (local !== undefined && s.slice(0, s.lastIndexOf('@')) === local && this.isLocalDomain(sd)) return true;
+    const aliases = this.aliasMap.get(a);
+    if (aliases && (aliases.has(s) || aliases.has('@' + sd))) return true;
+    if (this.allowedDomains.has(sd)) return true;
+    return false;
+  }
+
+  /** Learn local domains from what the server does. */
+  learnEvent(e: Event): void {
+    if (this.configuredDomains.size > 0 || this.learnt.size >= MAX_LEARNT) return;
+    if (e.kind === 'smtp.client' && e.account !== undefined) {
+      const d = domainOf(e.account);
+      if (d) this.learnt.add(d);
+    } else if (e.kind === 'delivery' && e.status === 'sent' && localAgents.has(e.agent)) {
+      const d = domainOf(e.to);
+      if (d) this.learnt.add(d);
+    } else if (e.kind === 'auth' && e.outcome === 'success' && e.account !== undefined) {
+      const d = domainOf(e.account);
+      if (d) this.learnt.add(d);
+    }
+  }
+
+  learnMessage(_m: Message): void {
+    // messages carry nothing the events did not already teach
+  }
+
+  learntDomains(): string[] {
+    return [...this.learnt];
+  }
+
+  snapshot(): unknown {
+    return { learnt: [...this.learnt] };
+  }
+
+  restore(s: unknown): void {
+    const d = s as { learnt?: string[] };
+    this.learnt = new Set(d.learnt ?? []);
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Reads several log files at once and yields their records in time order
+ * (a k-way merge on each file's next record), so a zimbra.log and a
+ * mailbox.log of the same day are seen as the server lived them. Each file
+ * keeps its own envelope context (year, zone, default host).
+ */
+import { stat } from 'node:fs/promises';
+import type { LogRecord } from '../core/record.js';
+import type { EnvelopeFormat } from '../envelope/envelope.js';
+import type { ZoneClock } from '../envelope/zone.js';
+import { InputError, lineBatches, openInput } from '../input/line-reader.js';
+import { envelopeContext, type LineParser } from './line-parser.js';
+
+export interface MergeInput {
+  path: string;
+  format?: EnvelopeFormat;
+  host?: string;
+}
+
+export interface MergeOptions {
+  zone: ZoneClock;
+  year?: number;
+  maxLineBytes?: number;
+  onInputError?: (file: string, err: InputError) => void;
+  onProgress?: (bytes: number, total: number) => void;
+}
+
+interface Cursor {
+  file: string;
+  iter: AsyncGenerator<[string, number][], unknown>;
+  batch: [string, number][];
+  i: number;
+  head: LogRecord | undefined;
+  ctx: ReturnType<typeof envelopeContext>;
+  bytes: number;
+}
+
+/**
+ * Calls `onRecord` for every record of every input in time order (ties: the
+ * earlier-listed file first). Returns the number of inputs that failed.
+ */
+export async function mergeInputs(inputs: readonly MergeInput[], lp: LineParser, onRecord: (r: LogRecord) => void, opts: MergeOptions): Promise<{ inputErrors: number; bytes: number }> {
+  let inputErrors = 0;
+  let total = 0;
+  const cursors: Cursor[] = [];
+  for (const inp of inputs) {
+    let refTime = Date.now();
+    try {
+      const st = await stat(inp.path);
+      refTime = st.mtimeMs;
+      total += st.size;
+    } catch {
+      // reported by openInput
+    }
+    try {
+      const stream = await openInput(inp.path);
+      cursors.push({
+        file: inp.path,
+        iter: lineBatches(stream, { maxLineBytes: opts.maxLineBytes }),
+        batch: [],
+        i: 0,
+        head: undefined,
+        ctx: envelopeContext({ file: inp.path, format: inp.format, zone: opts.zone, year: opts.year, refTime, defaultHost: inp.host }),
+        bytes: 0,
+      });
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      inputErrors++;
+      opts.onInputError?.(inp.path, err);
+    }
+  }
+
+  /** Move a cursor to its next well-formed record (or mark it exhausted). */
+  const advance = async (c: Cursor): Promise<boolean> => {
+    for (;;) {
+      while (c.i < c.batch.length) {
+        const [line, offset] = c.batch[c.i++]!;
+        c.bytes = offset + line.length;
+        const rec = lp.envelope(line, offset, c.ctx);
+        if (rec !== undefined) {
+          c.head = rec;
+          return true;
+        }
+      }
+      let r: IteratorResult<[string, number][], unknown>;
+      try {
+        r = await c.iter.next();
+      } catch (err) {
+        if (!(err instanceof InputError)) throw err;
+        inputErrors++;
+        opts.onInputError?.(c.file, err);
+        c.head = undefined;
+        return false;
+      }
+      if (r.done) {
+        c.head = undefined;
+        return false;
+      }
+      c.batch = r.value;
+      c.i = 0;
+    }
+  };
+
+  let live: Cursor[] = [];
+  for (const c of cursors) if (await advance(c)) live.push(c);
+  let n = 0;
+  while (live.length > 0) {
+    let best = live[0]!;
+    for (let k = 1; k < live.length; k++) if (live[k]!.head!.ts < best.head!.ts) best = live[k]!;
+    onRecord(best.head!);
+    const next = advanceFast(best);
+    const more = typeof next === 'boolean' ? next : await next; // no await per line while a batch lasts
+    if (!more) live = live.filter((c) => c !== best);
+    if (opts.onProgress && (++n & 0x3ffff) === 0) opts.onProgress(cursors.reduce((s, c) => s + c.bytes, 0), total);
+  }
+  return { inputErrors, bytes: cursors.reduce((s, c) => s + c.bytes, 0) };
+
+  // Same as advance, without an await while the current batch lasts (the hot path).
+  function advanceFast(c: Cursor): boolean | Promise<boolean> {
+    while (c.i < c.batch.length) {
+      const [line, offset] = c.batch[c.i++]!;
+      c.bytes = offset + line.length;
+      const rec = lp.envelope(line, offset, c.ctx);
+      if (rec !== undefined) {
+        c.head = rec;
+        return true;
+      }
+    }
+    return advance(c);
+  }
+}

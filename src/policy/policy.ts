@@ -1,0 +1,207 @@
+/**
+ * Policy: turns findings into decisions per account. It combines the
+ * account's findings within a correlation window into a risk score (the
+ * strongest finding per signal, weighted), and decides alert / lock:
+ *
+ * - allowlisted accounts, IPs and CIDRs: recorded, never acted on;
+ * - a lock needs a volume signal AND a compromise signal (by default) and
+ *   risk ≥ lockScore; volume alone is an alert at most;
+ * - idempotent: an account already locked is never locked again (until unlocked);
+ * - a budget of locks per hour: past it, the decision is an alert that says so;
+ * - alert cooldown per account, unless the action escalates.
+ *
+ * Deterministic and clock-free: time is the findings' own. Findings about
+ * IPs only (spraying, open relay, ...) become alerts on the IP.
+ */
+import { parseCidrs } from '../detect/site.js';
+import { compromiseSignals, volumeSignals, type Finding, type Signal } from '../detect/finding.js';
+import type { PolicyConfig } from './config.js';
+import ipaddr from 'ipaddr.js';
+
+export type DecisionAction = 'none' | 'alert' | 'lock';
+
+export interface Decision {
+  type: 'decision';
+  /** The account decided on; absent for IP-only decisions. */
+  account?: string;
+  entity: { kind: 'account' | 'ip'; id: string };
+  action: DecisionAction;
+  /** Also hold the account's queued mail (with a lock). */
+  hold: boolean;
+  dryRun: boolean;
+  score: number;
+  reasons: string[];
+  ts: number;
+  /** Detectors whose findings are behind this decision. */
+  detectors: string[];
+  signals: Signal[];
+  /** Evidence of the findings behind it (file + offset), at most 10. */
+  evidence: Finding['evidence'];
+}
+
+interface EntityState {
+  findings: Finding[];
+  locked: boolean;
+  lastAlertTs: number;
+  lastAction: DecisionAction;
+}
+
+const MAX_FINDINGS_PER_ENTITY = 50;
+const MAX_ENTITIES = 200_000;
+
+export class Policy {
+  private readonly entities = new Map<string, EntityState>();
+  private lockTimes: number[] = [];
+  private readonly allowAccounts: Set<string>;
+  private readonly allowIps: Set<string>;
+  private readonly allowCidrs: ReturnType<typeof parseCidrs>;
+
+  constructor(private readonly cfg: PolicyConfig) {
+    this.allowAccounts = new Set(cfg.allowlist.accounts.map((a) => a.toLowerCase()));
+    this.allowIps = new Set(cfg.allowlist.ips);
+    this.allowCidrs = parseCidrs(cfg.allowlist.cidrs, 'policy.allowlist.cidrs');
+  }
+
+  /** Feed a finding; returns the decision it leads to, if any. */
+  onFinding(f: Finding): Decision | undefined {
+    const account = f.entity.kind === 'account' ? f.entity.id.toLowerCase() : f.account?.toLowerCase();
+    const entity = account !== undefined ? { kind: 'account' as const, id: account } : { kind: 'ip' as const, id: f.entity.id };
+    const key = `${entity.kind}:${entity.id}`;
+    let st = this.entities.get(key);
+    if (!st) {
+      st = { findings: [], locked: false, lastAlertTs: -Infinity, lastAction: 'none' };
+      if (this.entities.size >= MAX_ENTITIES) {
+        const oldest = this.entities.keys().next().value;
+        if (oldest !== undefined) this.entities.delete(oldest);
+      }
+    }
+    this.entities.delete(key);
+    this.entities.set(key, st);
+    const since = f.ts - this.cfg.correlationWindowMs;
+    st.findings = st.findings.filter((x) => x.ts >= since);
+    st.findings.push(f);
+    if (st.findings.length > MAX_FINDINGS_PER_ENTITY) st.findings.shift();
+
+    const { score, signalsSeen, detectors } = this.risk(st.findings);
+    const reasons: string[] = [];
+    const ip = f.ip ?? (f.entity.kind === 'ip' ? f.entity.id : undefined);
+    const base = {
+      type: 'decision' as const,
+      ...(account !== undefined ? { account } : {}),
+      entity,
+      dryRun: this.cfg.dryRun,
+      score,
+      ts: f.ts,
+      detectors,
+      signals: signalsSeen,
+      evidence: st.findings.flatMap((x) => x.evidence).slice(-10),
+    };
+
+    const allowed = this.allowlisted(account, ip);
+    if (allowed) {
+      // Recorded once per cooldown so the audit shows what was ignored and why.
+      if (f.ts - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
+      st.lastAlertTs = f.ts;
+      return { ...base, action: 'none', hold: false, reasons: [`allowlisted (${allowed})`, ...this.describe(st.findings)] };
+    }
+
+    let action: DecisionAction = score >= this.cfg.alertScore ? 'alert' : 'none';
+    const hasVolume = signalsSeen.some((s) => volumeSignals.has(s));
+    const hasCompromise = signalsSeen.some((s) => compromiseSignals.has(s));
+    if (entity.kind === 'account' && score >= this.cfg.lockScore) {
+      if (this.cfg.lockNeedsVolumeAndCompromise && !(hasVolume && hasCompromise)) {
+        reasons.push(hasVolume ? 'volume without evidence of compromise: alert only' : 'evidence of compromise without abnormal sending: alert only');
+      } else if (st.locked) {
+        reasons.push('already locked');
+        return undefined;
+      } else if (!this.budgetAllows(f.ts)) {
+        reasons.push(`lock budget of ${this.cfg.lockBudgetPerHour}/h exhausted: alerting instead (circuit breaker)`);
+      } else {
+        action = 'lock';
+      }
+    }
+    if (action === 'none') return undefined;
+    if (action === 'alert') {
+      const escalates = st.lastAction === 'none';
+      if (!escalates && f.ts - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
+      if (st.locked) return undefined;
+      st.lastAlertTs = f.ts;
+    } else {
+      st.locked = true;
+      this.lockTimes.push(f.ts);
+    }
+    st.lastAction = action;
+    reasons.push(...this.describe(st.findings));
+    return { ...base, action, hold: action === 'lock' && this.cfg.holdOnLock, reasons };
+  }
+
+  /** An operator unlocked the account: it may be locked again on new evidence. */
+  unlocked(account: string): void {
+    const st = this.entities.get(`account:${account.toLowerCase()}`);
+    if (st) {
+      st.locked = false;
+      st.lastAction = 'none';
+      st.findings = [];
+    }
+  }
+
+  isLocked(account: string): boolean {
+    return this.entities.get(`account:${account.toLowerCase()}`)?.locked === true;
+  }
+
+  private risk(findings: Finding[]): { score: number; signalsSeen: Signal[]; detectors: string[] } {
+    const best = new Map<Signal, number>();
+    const detectors = new Set<string>();
+    for (const f of findings) {
+      detectors.add(f.detector);
+      for (const s of f.signals) best.set(s, Math.max(best.get(s) ?? 0, f.score));
+    }
+    let score = 0;
+    for (const [s, v] of best) score += (this.cfg.weights[s] * v) / 100;
+    return { score: Math.min(100, Math.round(score)), signalsSeen: [...best.keys()], detectors: [...detectors] };
+  }
+
+  private describe(findings: Finding[]): string[] {
+    const seen = new Set<string>();
+    const out: string[] = [];
+    for (let i = findings.length - 1; i >= 0 && out.length < 6; i--) {
+      const f = findings[i]!;
+      if (seen.has(f.detector)) continue;
+      seen.add(f.detector);
+      out.push(`${f.detector}: ${f.summary}`);
+    }
+    return out;
+  }
+
+  private budgetAllows(ts: number): boolean {
+    this.lockTimes = this.lockTimes.filter((t) => t > ts - 3600_000);
+    return this.lockTimes.length < this.cfg.lockBudgetPerHour;
+  }
+
+  private allowlisted(account: string | undefined, ip: string | undefined): string | undefined {
+    if (account !== undefined && this.allowAccounts.has(account)) return `account ${account}`;
+    if (ip !== undefined) {
+      if (this.allowIps.has(ip)) return `ip ${ip}`;
+      if (this.allowCidrs.length > 0) {
+        try {
+          const a = ipaddr.process(ip);
+          for (const [net, bits] of this.allowCidrs) if (net.kind() === a.kind() && a.match(net, bits)) return `cidr ${net.toString()}/${bits}`;
+        } catch {
+          // not an IP: nothing to match
+        }
+      }
+    }
+    return undefined;
+  }
+
+  snapshot(): unknown {
+    return { entities: [...this.entities], lockTimes: this.lockTimes };
+  }
+
+  restore(s: unknown): void {
+    const d = s as { entities: [string, EntityState][]; lockTimes: number[] };
+    this.entities.clear();
+    for (const [k, v] of d.entities) this.entities.set(k, { ...v, lastAlertTs: v.lastAlertTs ?? -Infinity });
+    this.lockTimes = d.lockTimes;
+  }
+}
