@@ -123,3 +123,11 @@ describe('Zimbra mailbox.log / audit.log', () => {
     expect(parseEnvelope('Nov 27 10:00:01 h p: m', 0, ctx({ format: 'zimbra' }))).toBeUndefined();
   });
 });
+
+describe("Dovecot's own log file", () => {
+  it('reads `Info: imap-login: ...` like the syslog form', () => {
+    const c = { format: 'auto' as const, zone: new ZoneClock('UTC'), years: new YearInferrer(Date.UTC(2026, 10, 30)), defaultHost: 'fallback', file: 'f' };
+    expect(parseEnvelope('Jun 23 15:04:05 Info: imap-login: Disconnected (auth failed, 1 attempts): user=<a>', 0, c)).toMatchObject({ program: 'imap-login', message: 'Info: Disconnected (auth failed, 1 attempts): user=<a>' });
+    expect(parseEnvelope('Jun 23 15:04:05 Warn: auth(default): pam(x,1.2.3.4): unknown user', 0, c)).toMatchObject({ program: 'auth(default)', message: 'Warn: pam(x,1.2.3.4): unknown user' });
+  });
+});

@@ -218,7 +218,7 @@ function security(rec: LogRecord, z: ZimbraFields, msg: string, out: Event[]): b
   return true;
 }
 
-/** `user u@d authenticated, mechanism=PLAIN [TLS]` (imap/pop). */
+/** `user u@d authenticated, mechanism=PLAIN [TLS]` (imap/pop), `mechanism=password` (SOAP via `account`). */
 function authenticated(rec: LogRecord, z: ZimbraFields, msg: string, out: Event[]): boolean {
   const end = msg.lastIndexOf(' authenticated');
   if (end < 5) return false;
@@ -273,7 +273,8 @@ export const zimbraMailboxParser: Parser = {
       }
       return true;
     }
-    if (msg.startsWith('user ') && (cat === 'imap' || cat === 'pop' || cat === 'pop3') && msg.includes(' authenticated')) {
+    // imap/pop listeners, and `account` for SOAP/web logins (the AuthRequest handler's success line)
+    if (msg.startsWith('user ') && (cat === 'imap' || cat === 'pop' || cat === 'pop3' || cat === 'account') && msg.includes(' authenticated')) {
       return authenticated(rec, z, msg, out);
     }
     if (loginCategories.has(cat) || threadProtocol(z.thread) === 'activesync') {
@@ -288,6 +289,8 @@ export const zimbraMailboxParser: Parser = {
         return true;
       }
     }
+    // LMTP delivery into the mailbox: routine, no detection signal.
+    if (cat === 'lmtp' && (msg.startsWith('Delivering message') || msg.startsWith('Delivered message'))) return true;
     return false;
   },
 };

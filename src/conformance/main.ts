@@ -12,7 +12,7 @@ import { ParseStatus, programKey } from '../core/dispatch.js';
 import type { Event } from '../core/events.js';
 import { ZoneClock } from '../envelope/zone.js';
 import { LineParser, envelopeContext } from '../pipeline/line-parser.js';
-import { loadAllowlist } from './allowlist.js';
+import { allows, loadAllowlist } from './allowlist.js';
 import { corpusFiles } from './corpus.js';
 
 const defaultAllowlist = fileURLToPath(new URL('../../../conformance/out-of-scope.yaml', import.meta.url));
@@ -63,7 +63,7 @@ async function main(): Promise<number> {
         unclaimedPrograms.set(p, (unclaimedPrograms.get(p) ?? 0) + 1);
         continue;
       }
-      const a = allow.findIndex((e) => line.includes(e.match));
+      const a = allow.findIndex((e) => allows(e, f.rel, line));
       if (a >= 0) {
         used.add(a);
         row.allowed++;
@@ -99,7 +99,7 @@ async function main(): Promise<number> {
       const top = [...unclaimedPrograms.entries()].sort((a, b) => b[1] - a[1]);
       lines.push(`programs not parsed: ${top.map(([p, n]) => `${p} (${n})`).join(', ')}`);
     }
-    for (const s of stale) lines.push(`warning: allowlist entry matches no line: ${JSON.stringify(s.match)}`);
+    for (const s of stale) lines.push(`warning: allowlist entry matches no line: ${JSON.stringify(s.file ?? s.match)}`);
     if (failures.length > 0) {
       lines.push('');
       lines.push(`${failures.length} unrecognised line(s) of supported programs:`);

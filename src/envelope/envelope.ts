@@ -140,7 +140,24 @@ function parseTagged(line: string, i: number, rec: LogRecord, defaultHost: strin
   rec.program = line.slice(i, progEnd);
   rec.pid = pid;
   rec.message = j + 2 <= n ? line.slice(j + 2) : '';
+  if (pid < 0 && progEnd - i <= 7 && dovecotLevels.has(rec.program)) levelFirst(rec);
   return true;
+}
+
+/**
+ * Dovecot's own log file (log_path, no syslog) writes `Info: imap-login: ...`:
+ * the level stands where the tag would be. Swap them so the record reads like
+ * the syslog form `imap-login: Info: ...`.
+ */
+const dovecotLevels = new Set(['Info', 'Warn', 'Warning', 'Error', 'Fatal', 'Panic', 'Debug']);
+function levelFirst(rec: LogRecord): void {
+  const m = rec.message;
+  const colon = m.indexOf(': ');
+  if (colon <= 0 || colon > 120) return;
+  const tag = m.slice(0, colon);
+  if (tag.includes(' ') && !tag.includes('(')) return;
+  rec.message = `${rec.program}: ${m.slice(colon + 2)}`;
+  rec.program = tag;
 }
 
 function tokenIsTag(line: string, start: number, end: number): boolean {

@@ -32,4 +32,15 @@ export class YearInferrer {
     this.lastMonth = month;
     return this.year;
   }
+
+  /** Where the inference stands (for a resumable stream's checkpoint). */
+  state(): { year: number; lastMonth: number } {
+    return { year: this.year, lastMonth: this.lastMonth };
+  }
+
+  /** Continue from state() taken on the same stream. */
+  restoreState(s: { year: number; lastMonth: number }): void {
+    this.year = s.year;
+    this.lastMonth = s.lastMonth;
+  }
 }
