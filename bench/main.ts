@@ -3,7 +3,7 @@
  * (bench/generate.ts; cached in the temp folder) and measures each phase in
  * a fresh process (best of N runs). Prints one JSON document with the machine
  * it ran on. Options: --lines N (default 2,000,000), --runs N (default 3),
- * --seed N.
+ * --seed N, --phases a,b (default all four).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -22,7 +22,12 @@ interface PhaseResult {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
-    options: { lines: { type: 'string', default: '2000000' }, runs: { type: 'string', default: '3' }, seed: { type: 'string', default: '42' } },
+    options: {
+      lines: { type: 'string', default: '2000000' },
+      runs: { type: 'string', default: '3' },
+      seed: { type: 'string', default: '42' },
+      phases: { type: 'string', default: 'envelope-parse,parse-correlate,pipeline,state-memory' },
+    },
   });
   const lines = Number(values.lines);
   const runs = Number(values.runs);
@@ -42,13 +47,15 @@ async function main(): Promise<void> {
   const genSeconds = (performance.now() - g0) / 1000;
   const phaseJs = fileURLToPath(new URL('./phase.js', import.meta.url));
   const results: Record<string, PhaseResult> = {};
-  for (const phase of ['envelope-parse', 'parse-correlate']) {
+  const phases = values.phases.split(',');
+  for (const phase of phases) {
     let best: PhaseResult | undefined;
     for (let i = 0; i < runs; i++) {
       process.stderr.write(`bench: ${phase} run ${i + 1}/${runs}\n`);
       const out = execFileSync(process.execPath, [phaseJs, phase, file], { encoding: 'utf8', maxBuffer: 1 << 20 });
       const r = JSON.parse(out) as PhaseResult;
       if (!best || r.linesPerSec > best.linesPerSec) best = r;
+      if (phase === 'state-memory') break; // one run: it measures memory, not speed
     }
     results[phase] = best!;
   }
@@ -67,7 +74,9 @@ async function main(): Promise<void> {
         note: 'best of runs; each phase in a fresh single-threaded process; peakRssMb is that process\'s max RSS',
         envelopeParse: results['envelope-parse'],
         parseCorrelate: results['parse-correlate'],
-        targets: { parseCorrelateLinesPerSec: 1_000_000, peakRssMb: 250 },
+        pipeline: results['pipeline'],
+        stateMemory: results['state-memory'],
+        targets: { parseCorrelateLinesPerSec: 1_000_000, parseCorrelatePeakRssMb: 250, pipelineLinesPerSec: 500_000, stateMemoryPeakRssMb: 500 },
       },
       null,
       2,

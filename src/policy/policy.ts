@@ -39,14 +39,26 @@ export interface Decision {
   evidence: Finding['evidence'];
 }
 
+/** What the policy keeps of a finding: enough to score and explain, not the whole window. */
+interface FindingRef {
+  ts: number;
+  detector: string;
+  signals: Signal[];
+  score: number;
+  summary: string;
+  evidence: Finding['evidence'];
+}
+
 interface EntityState {
-  findings: Finding[];
+  findings: FindingRef[];
   locked: boolean;
   lastAlertTs: number;
   lastAction: DecisionAction;
+  /** A lock was warranted but the budget held it back (alerted once). */
+  lockBlocked?: boolean;
 }
 
-const MAX_FINDINGS_PER_ENTITY = 50;
+const MAX_FINDINGS_PER_ENTITY = 20;
 const MAX_ENTITIES = 200_000;
 
 export class Policy {
@@ -79,7 +91,7 @@ export class Policy {
     this.entities.set(key, st);
     const since = f.ts - this.cfg.correlationWindowMs;
     st.findings = st.findings.filter((x) => x.ts >= since);
-    st.findings.push(f);
+    st.findings.push({ ts: f.ts, detector: f.detector, signals: f.signals, score: f.score, summary: f.summary, evidence: f.evidence.slice(-3) });
     if (st.findings.length > MAX_FINDINGS_PER_ENTITY) st.findings.shift();
 
     const { score, signalsSeen, detectors } = this.risk(st.findings);
@@ -105,27 +117,40 @@ export class Policy {
       return { ...base, action: 'none', hold: false, reasons: [`allowlisted (${allowed})`, ...this.describe(st.findings)] };
     }
 
-    let action: DecisionAction = score >= this.cfg.alertScore ? 'alert' : 'none';
+    // Signal weights are an account's risk. An IP is never locked: it is
+    // alerted on when one of its findings is strong enough by itself
+    // (spraying, an open relay, a wide mynetworks, SPF spoofing of our domain),
+    // whatever those signals weigh towards an account's lock.
+    const ipScore = entity.kind === 'ip' ? Math.max(score, ...st.findings.map((x) => x.score)) : score;
+    if (entity.kind === 'ip') base.score = ipScore;
+    let action: DecisionAction = ipScore >= this.cfg.alertScore ? 'alert' : 'none';
     const hasVolume = signalsSeen.some((s) => volumeSignals.has(s));
     const hasCompromise = signalsSeen.some((s) => compromiseSignals.has(s));
-    if (entity.kind === 'account' && score >= this.cfg.lockScore) {
-      if (this.cfg.lockNeedsVolumeAndCompromise && !(hasVolume && hasCompromise)) {
+    let lockBlocked = false;
+    if (entity.kind === 'account') {
+      const eligible = !this.cfg.lockNeedsVolumeAndCompromise || (hasVolume && hasCompromise);
+      if (!eligible) {
         reasons.push(hasVolume ? 'volume without evidence of compromise: alert only' : 'evidence of compromise without abnormal sending: alert only');
+      } else if (score < this.cfg.lockScore) {
+        reasons.push(`risk ${score} below the lock threshold ${this.cfg.lockScore}`);
       } else if (st.locked) {
-        reasons.push('already locked');
-        return undefined;
+        return undefined; // idempotent: never lock twice
       } else if (!this.budgetAllows(f.ts)) {
         reasons.push(`lock budget of ${this.cfg.lockBudgetPerHour}/h exhausted: alerting instead (circuit breaker)`);
+        action = 'alert';
+        lockBlocked = true;
       } else {
         action = 'lock';
       }
     }
     if (action === 'none') return undefined;
     if (action === 'alert') {
-      const escalates = st.lastAction === 'none';
-      if (!escalates && f.ts - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
       if (st.locked) return undefined;
+      // A lock the breaker held back is news even within the alert cooldown.
+      const escalates = st.lastAction === 'none' || (lockBlocked && st.lockBlocked !== true);
+      if (!escalates && f.ts - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
       st.lastAlertTs = f.ts;
+      if (lockBlocked) st.lockBlocked = true;
     } else {
       st.locked = true;
       this.lockTimes.push(f.ts);
@@ -141,6 +166,7 @@ export class Policy {
     if (st) {
       st.locked = false;
       st.lastAction = 'none';
+      st.lockBlocked = false;
       st.findings = [];
     }
   }
@@ -149,7 +175,7 @@ export class Policy {
     return this.entities.get(`account:${account.toLowerCase()}`)?.locked === true;
   }
 
-  private risk(findings: Finding[]): { score: number; signalsSeen: Signal[]; detectors: string[] } {
+  private risk(findings: FindingRef[]): { score: number; signalsSeen: Signal[]; detectors: string[] } {
     const best = new Map<Signal, number>();
     const detectors = new Set<string>();
     for (const f of findings) {
@@ -161,7 +187,7 @@ export class Policy {
     return { score: Math.min(100, Math.round(score)), signalsSeen: [...best.keys()], detectors: [...detectors] };
   }
 
-  private describe(findings: Finding[]): string[] {
+  private describe(findings: FindingRef[]): string[] {
     const seen = new Set<string>();
     const out: string[] = [];
     for (let i = findings.length - 1; i >= 0 && out.length < 6; i--) {
