@@ -323,7 +323,6 @@ function zimbraBody(line: string, p: number, rec: LogRecord, ctx: EnvelopeContex
 
 /** RFC 5424 after `<PRI>1 `. */
 function rfc5424(line: string, p: number, ctx: EnvelopeContext, rec: LogRecord): boolean {
-  let host: string, app: string, procid: string;
   if (line.charCodeAt(p) === 45 /* - */) {
     rec.ts = Number.NaN;
     p += 1;
@@ -345,7 +344,7 @@ function rfc5424(line: string, p: number, ctx: EnvelopeContext, rec: LogRecord):
     fields.push(line.slice(p, sp));
     p = sp + 1;
   }
-  [host = '-', app = '-', procid = '-'] = fields;
+  const [host = '-', app = '-', procid = '-'] = fields;
   // Structured data: '-' or one or more [id k="v" ...] elements; ']' may be escaped inside values.
   if (line.charCodeAt(p) === 45) {
     p += 2;
