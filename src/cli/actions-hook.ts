@@ -4,7 +4,7 @@
  * switch: the actuator records the exact commands it would run without
  * running them unless the config (or `replay --act`) says otherwise.
  */
-import { Actuator, type ActionRecord, type CommandRunner } from '../actions/index.js';
+import { Actuator, type ActionRecord, type CommandRunner, type WebhookOutbox } from '../actions/index.js';
 import type { FloodgateConfig } from '../config/config.js';
 import type { Decision } from '../policy/policy.js';
 
@@ -18,6 +18,8 @@ export interface ActionHookDeps {
   fetch?: typeof fetch;
   /** Envelope senders the account used recently (forged ones included), for hold. */
   sendersOf?: (account: string) => string[];
+  /** Durable webhook outbox (the store, for `floodgate run`). Default: in memory. */
+  outbox?: WebhookOutbox;
 }
 
 export function createActionRunner(cfg: FloodgateConfig, onRecord: (rec: ActionRecord) => void, deps: ActionHookDeps = {}): ActionHook {
@@ -26,6 +28,7 @@ export function createActionRunner(cfg: FloodgateConfig, onRecord: (rec: ActionR
     audit: onRecord,
     runner: deps.runner,
     fetch: deps.fetch,
+    outbox: deps.outbox,
   });
   const hasWebhooks = actuator.config.webhooks.targets.length > 0;
   return {

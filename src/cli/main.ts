@@ -5,13 +5,17 @@
  */
 import { readFileSync } from 'node:fs';
 import { FloodgateError } from '../core/errors.js';
+import { configCommand, configHelp } from './config-command.js';
 import { demoCommand, demoHelp } from './demo-command.js';
 import { parseCommand, parseHelp } from './parse-command.js';
 import { replayCommand, replayHelp } from './replay-command.js';
+import { runCommand, runHelp } from './run-command.js';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<number>; help: string; summary: string }> = {
   parse: { run: parseCommand, help: parseHelp, summary: 'parse logs into events (and messages) as JSON lines' },
   replay: { run: replayCommand, help: replayHelp, summary: 'run every detector and the policy over finished log files' },
+  run: { run: runCommand, help: runHelp, summary: 'follow logs live: detect, act, store, serve the API (exactly-once across restarts)' },
+  config: { run: configCommand, help: configHelp, summary: 'print the config JSON Schema, or check a config file' },
   demo: { run: demoCommand, help: demoHelp, summary: 'run on the bundled demo log and explain what it shows' },
 };
 

@@ -122,7 +122,14 @@ export function configSchema(list: readonly Detector[] = allDetectors) {
       api: apiSchema.default(apiSchema.parse({})),
       correlator: correlatorSchema.default(correlatorSchema.parse({})),
       /** Embedded store (SQLite) for `floodgate run`. */
-      store: z.object({ path: z.string().default('floodgate.db') }).strict().default({ path: 'floodgate.db' }),
+      store: z
+        .object({
+          path: z.string().min(1).default('floodgate.db'),
+          /** Findings, decisions, actions and messages older than this many days are pruned (at start and hourly). */
+          retentionDays: z.number().int().positive().max(36500).default(30),
+        })
+        .strict()
+        .default({ path: 'floodgate.db', retentionDays: 30 }),
     })
     .strict();
 }

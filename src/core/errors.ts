@@ -14,6 +14,11 @@ export const errorCodes = {
   FG_ACTION_SOAP_FAILED: 'The Zimbra admin SOAP API refused a request, returned a fault, or could not be reached.',
   FG_ACTION_REFUSED: 'An action was not carried out because the account is in a state floodgate must not change (e.g. unlocking a closed account).',
   FG_WEBHOOK_FAILED: 'A webhook could not be delivered: the receiver refused it (4xx) or every attempt failed; it stays in the outbox.',
+  FG_STORE_FAILED: 'The embedded store (SQLite) cannot be opened or written, or was written by a newer floodgate.',
+  FG_API_UNAUTHORIZED: 'An API request came without a bearer token, or with one that is not configured.',
+  FG_API_FORBIDDEN: 'An API token with the read role asked for an act route (lock, unlock).',
+  FG_API_INVALID_REQUEST: 'An API request has an invalid parameter, query or body; the message names the field.',
+  FG_API_NOT_FOUND: 'No such API route.',
   FG_INTERNAL: 'A bug in floodgate; please report it with the command line and input that caused it.',
 } as const;
 

@@ -42,6 +42,18 @@ export interface CorrelatorStats {
 
 export type MessageSink = (m: Message) => void;
 
+/** Correlator state as plain JSON (see Correlator.snapshot). */
+export interface CorrelatorSnapshot {
+  v: 1;
+  roots: { msg: Message; live: number; done: boolean; recipients: Recipient[]; entries: [key: string, host: string, queueId: string, lastTs: number, active: boolean][] }[];
+  /** Open queue ids in least-recently-touched order: [root, index in the root's entries]. */
+  entries: [number, number][];
+  waiting: [key: string, root: number, deadline: number][];
+  watermark: number;
+  lastSweep: number;
+  stats: CorrelatorStats;
+}
+
 /** One queue id's place in a message: several hops share one root. */
 interface Entry {
   key: string;
@@ -61,6 +73,10 @@ interface Root {
   entries: Entry[];
   recipients: Map<string, Recipient>;
   done: boolean;
+}
+
+function addOnce(list: string[], v: string): void {
+  if (!list.includes(v)) list.push(v);
 }
 
 export function isLoopback(ip: string): boolean {
@@ -154,6 +170,64 @@ export class Correlator {
     return this.entries.size + this.waiting.size;
   }
 
+  /**
+   * Plain-JSON copy of the whole state (open queue ids in LRU order, their
+   * messages and recipients, hop roots shared by several queue ids, finished
+   * re-injections waiting for their link, watermark, stats): `restore()` into a
+   * new Correlator continues exactly where this one stands.
+   */
+  snapshot(): CorrelatorSnapshot {
+    const rootIdx = new Map<Root, number>();
+    const roots: CorrelatorSnapshot['roots'] = [];
+    const ref = (root: Root): number => {
+      let i = rootIdx.get(root);
+      if (i === undefined) {
+        i = roots.length;
+        rootIdx.set(root, i);
+        roots.push({
+          msg: structuredClone(root.msg),
+          live: root.live,
+          done: root.done,
+          recipients: structuredClone([...root.recipients.values()]),
+          entries: root.entries.map((en) => [en.key, en.host, en.queueId, en.lastTs, en.active]),
+        });
+      }
+      return i;
+    };
+    const entries: [number, number][] = [];
+    for (const en of this.entries.values()) entries.push([ref(en.root), en.root.entries.indexOf(en)]);
+    const waiting: [string, number, number][] = [];
+    for (const [key, w] of this.waiting) waiting.push([key, ref(w.root), w.deadline]);
+    return { v: 1, roots, entries, waiting, watermark: this.watermark, lastSweep: this.lastSweep, stats: { ...this.stats } };
+  }
+
+  /** Replace this correlator's state with a snapshot() (from JSON). */
+  restore(s: CorrelatorSnapshot): void {
+    const roots: Root[] = s.roots.map((r) => {
+      const msg = structuredClone(r.msg);
+      const root: Root = { msg, live: r.live, done: r.done, entries: [], recipients: new Map() };
+      for (const rc of structuredClone(r.recipients)) root.recipients.set(rc.address, rc);
+      // entries[i].hop and msg.hops[i] are one object, as when the hops were merged.
+      r.entries.forEach(([key, host, queueId, lastTs, active], i) => {
+        root.entries.push({ key, host, queueId, root, hop: msg.hops[i] ?? { queueId }, lastTs, active });
+      });
+      return root;
+    });
+    this.entries.clear();
+    for (const [ri, ei] of s.entries) {
+      const en = roots[ri]?.entries[ei];
+      if (en) this.entries.set(en.key, en);
+    }
+    this.waiting.clear();
+    for (const [key, ri, deadline] of s.waiting) {
+      const root = roots[ri];
+      if (root) this.waiting.set(key, { root, deadline });
+    }
+    this.watermark = s.watermark;
+    this.lastSweep = s.lastSweep;
+    Object.assign(this.stats, s.stats);
+  }
+
   // --- event handlers -------------------------------------------------------
 
   private onClient(e: EventOf<'smtp.client'>): void {
@@ -231,7 +305,7 @@ export class Correlator {
   private onBounce(e: EventOf<'bounce.notify'>): void {
     const en = this.touch(e);
     const m = en.root.msg;
-    (m.bounces ??= []).includes(e.childQueueId) || m.bounces.push(e.childQueueId);
+    addOnce((m.bounces ??= []), e.childQueueId);
     const child = this.touchKey(e.host, e.childQueueId, e.ts, e.src);
     if (child.root !== en.root) {
       child.root.msg.bounceOf = m.queueId;
@@ -309,7 +383,7 @@ export class Correlator {
     m.messageId ??= om.messageId;
     m.sender ??= om.sender;
     if (om.amavis && !m.amavis) m.amavis = om.amavis;
-    if (om.bounces) for (const b of om.bounces) (m.bounces ??= []).includes(b) || m.bounces.push(b);
+    if (om.bounces) for (const b of om.bounces) addOnce((m.bounces ??= []), b);
     if (om.actions) for (const a of om.actions) (m.actions ??= []).push(a);
     if (om.firstTs < m.firstTs) m.firstTs = om.firstTs;
     if (om.lastTs > m.lastTs) m.lastTs = om.lastTs;

@@ -5,7 +5,7 @@
  */
 import type { Event } from '../core/events.js';
 import type { LogRecord } from '../core/record.js';
-import { Correlator } from '../correlator/correlator.js';
+import { Correlator, type CorrelatorSnapshot } from '../correlator/correlator.js';
 import type { Message } from '../correlator/message.js';
 import type { FloodgateConfig } from '../config/config.js';
 import type { DnsLookup } from '../detect/dns.js';
@@ -21,6 +21,15 @@ export interface PipelineSinks {
   onMessage?: (m: Message) => void;
   onFinding?: (f: Finding) => void;
   onDecision?: (d: Decision) => void;
+}
+
+export interface PipelineSnapshot {
+  v: 1;
+  correlator: CorrelatorSnapshot;
+  engine: ReturnType<DetectionEngine['snapshot']>;
+  policy: unknown;
+  stats: ParseStats;
+  counters: PipelineCounters;
 }
 
 export interface PipelineCounters {
@@ -82,6 +91,36 @@ export class DetectPipeline {
       this.correlator.push(e);
       this.engine.onEvent(e);
     }
+  }
+
+  /**
+   * All detection state as plain JSON (correlator, detector windows, site
+   * knowledge, policy, counters). Call between feed()s, after drain(), so no
+   * detector work is in flight; restore() into a pipeline built from the same
+   * config continues as if never stopped.
+   */
+  snapshot(): PipelineSnapshot {
+    return {
+      v: 1,
+      correlator: this.correlator.snapshot(),
+      engine: this.engine.snapshot(),
+      policy: this.policy.snapshot(),
+      stats: structuredClone(this.stats),
+      counters: structuredClone(this.counters),
+    };
+  }
+
+  restore(s: PipelineSnapshot): void {
+    this.correlator.restore(s.correlator);
+    this.engine.restore(s.engine);
+    this.policy.restore(s.policy);
+    Object.assign(this.stats, s.stats);
+    Object.assign(this.counters, s.counters);
+  }
+
+  /** Wait for async detector work (DNS lookups) so its findings are out. */
+  drain(): Promise<void> {
+    return this.engine.drain();
   }
 
   /** End of input: emit open messages, wait for async detector work. */
