@@ -59,6 +59,7 @@ function setup() {
         unlocked.push(a);
         runnerState.pipeline.policy.unlocked(a);
       },
+      lockedByOperator: (a) => runnerState.pipeline.policy.lockedByOperator(a),
       isLocked: (a) => runnerState.pipeline.policy.isLocked(a),
     },
     metrics: () => renderMetrics(runnerState.metricFamilies()),
@@ -166,8 +167,9 @@ describe('API', () => {
       ['/opt/zimbra/bin/zmprov', 'ma', acct, 'zimbraAccountStatus', 'locked'],
     ]);
     expect(lock.json()).toMatchObject({ ok: true, records: [{ action: 'lock', account: acct, dryRun: false, changed: true, by: 'oncall', reason: ['ticket 4711'] }] });
-    const shown = (await t.app.inject({ method: 'GET', url: `/accounts/${acct}`, headers: auth(READ) })).json() as { locked: boolean; actions: { action: string; by: string }[] };
+    const shown = (await t.app.inject({ method: 'GET', url: `/accounts/${acct}`, headers: auth(READ) })).json() as { locked: boolean; policyLocked: boolean; actions: { action: string; by: string }[] };
     expect(shown.locked).toBe(true);
+    expect(shown.policyLocked).toBe(true); // the policy will not lock it a second time
     expect(shown.actions[0]).toMatchObject({ action: 'lock', by: 'oncall' });
 
     const unlock = await t.app.inject({ method: 'POST', url: `/accounts/${acct}/unlock`, headers: auth(ACT) });

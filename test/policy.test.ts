@@ -109,3 +109,13 @@ describe('policy', () => {
     expect(q.onFinding(finding('w@example.com', 'send-flood', ['volume'], 100, t0 + 2))).toBeUndefined();
   });
 });
+
+describe('policy and operators', () => {
+  it('never locks an account an operator already locked by hand', () => {
+    const p = policy();
+    p.lockedByOperator('Op@example.com');
+    expect(p.isLocked('op@example.com')).toBe(true);
+    p.onFinding(finding('op@example.com', 'sender-mismatch', ['forged-sender'], 95));
+    expect(p.onFinding(finding('op@example.com', 'send-flood', ['volume'], 95, t0 + 1))).toBeUndefined();
+  });
+});

@@ -35,7 +35,7 @@ export interface ApiDeps {
   tokens: readonly ApiToken[];
   /** Runs operators' lock/unlock: must not be in dry-run. Its audit sink should store the records. */
   actuator: Actuator;
-  policy: { unlocked(account: string): void; isLocked(account: string): boolean };
+  policy: { unlocked(account: string): void; lockedByOperator(account: string): void; isLocked(account: string): boolean };
   /** Prometheus text. */
   metrics: () => string;
   /** Per-input status for /health. */
@@ -185,6 +185,10 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     if (verb === 'lock') {
       const r = await deps.actuator.lock(account, reasons, who.name);
       records = [r.lock, ...r.followUps];
+      if (r.lock.ok) {
+        deps.policy.lockedByOperator(account); // the policy must not lock it a second time
+        deps.onChange?.();
+      }
     } else {
       records = [await deps.actuator.unlock(account, who.name, reasons)];
       if (records[0]!.ok) {

@@ -133,7 +133,11 @@ export async function runCommand(argv: string[]): Promise<number> {
       store,
       tokens,
       actuator,
-      policy: { unlocked: (a) => runner.pipeline.policy.unlocked(a), isLocked: (a) => runner.pipeline.policy.isLocked(a) },
+      policy: {
+        unlocked: (a) => runner.pipeline.policy.unlocked(a),
+        lockedByOperator: (a) => runner.pipeline.policy.lockedByOperator(a),
+        isLocked: (a) => runner.pipeline.policy.isLocked(a),
+      },
       metrics: () => renderMetrics(runner.metricFamilies()),
       inputs: () => runner.inputStatus(),
       uptime: () => (Date.now() - runner.startedAt) / 1000,

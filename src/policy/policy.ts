@@ -171,6 +171,15 @@ export class Policy {
     }
   }
 
+  /** An operator locked the account by hand: the policy treats it as locked (never locks it again) until unlocked. */
+  lockedByOperator(account: string): void {
+    const key = `account:${account.toLowerCase()}`;
+    const st = this.entities.get(key) ?? { findings: [], locked: false, lastAlertTs: -Infinity, lastAction: 'none' as DecisionAction };
+    st.locked = true;
+    st.lastAction = 'lock';
+    this.entities.set(key, st);
+  }
+
   isLocked(account: string): boolean {
     return this.entities.get(`account:${account.toLowerCase()}`)?.locked === true;
   }
