@@ -91,8 +91,29 @@ const MAX_STREAK_IPS = 16;
 const MAX_EVIDENCE = 6;
 const SAMPLE_ACCOUNTS = 8;
 
+/**
+ * Interned origin strings: one string per (program, service, file) instead of
+ * a fresh concatenation kept in every IP's and account's state. Few distinct
+ * values; the table is simply cleared if it ever grows large.
+ */
+const origins = new Map<string, Map<string, string>>();
+
 function origin(e: Event): string {
-  return `${e.program}|${e.kind === 'auth' ? (e.service ?? '') : ''}|${e.src.file}`;
+  const svc = e.kind === 'auth' ? (e.service ?? '') : '';
+  let byFile = origins.get(e.src.file);
+  if (byFile === undefined) {
+    if (origins.size >= 1024) origins.clear();
+    byFile = new Map();
+    origins.set(e.src.file, byFile);
+  }
+  const k = e.program + '|' + svc;
+  let o = byFile.get(k);
+  if (o === undefined) {
+    if (byFile.size >= 1024) byFile.clear();
+    o = `${k}|${e.src.file}`;
+    byFile.set(k, o);
+  }
+  return o;
 }
 
 export const authAttackDetector = defineDetector({

@@ -25,7 +25,8 @@ import type { Source } from '../src/core/record.js';
 import type { Event } from '../src/core/events.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
 import { networkOf } from '../src/detect/site.js';
-import { clampScore, evidence, fmtDuration, normAccount, passCooldown, pushSample } from './account-util.js';
+import { clampScore, evidence, fmtDuration, normAccount, passCooldown } from './account-util.js';
+import { own } from '../src/detect/windows.js';
 import { defineDetector } from './types.js';
 
 const DAY = 86_400_000;
@@ -58,6 +59,47 @@ interface History {
   n: number;
 }
 
+/**
+ * Evidence samples of an account's new networks, kept compactly (no note
+ * string per login; the note is built when a finding is emitted): one flat
+ * array of SAMPLE_W slots per sample — file, offset, ts, ip, protocol, sending (0/1).
+ */
+type Samples = (string | number)[];
+const SAMPLE_W = 6;
+const MAX_SAMPLES = 8;
+
+/** Like pushSample on the flat array: the first MAX_SAMPLES - 1 kept, the last slot the newest. */
+function pushCompact(list: Samples, src: Source, ts: number, ip: string, protocol: string, sending: boolean): void {
+  const n = list.length / SAMPLE_W;
+  const at = n < MAX_SAMPLES ? list.length : (MAX_SAMPLES - 1) * SAMPLE_W;
+  list[at] = src.file;
+  list[at + 1] = src.offset;
+  list[at + 2] = ts;
+  list[at + 3] = own(ip);
+  list[at + 4] = protocol;
+  list[at + 5] = sending ? 1 : 0;
+}
+
+function noteOf(account: string, ip: string, protocol: string, sending: boolean): string {
+  const how = sending ? `sent mail (SMTP AUTH, ${protocol})` : `logged in (${protocol})`;
+  return `${account} ${how} from ${ip} (${networkOf(ip)})`;
+}
+
+function expandSamples(account: string, list: Samples | Evidence[]): Evidence[] {
+  if (list.length > 0 && typeof list[0] === 'object') return list as Evidence[]; // a snapshot from before the compact form
+  const l = list as Samples;
+  const out: Evidence[] = [];
+  for (let i = 0; i + SAMPLE_W <= l.length; i += SAMPLE_W) {
+    const ip = l[i + 3] as string;
+    out.push({ file: l[i] as string, offset: l[i + 1] as number, ts: l[i + 2] as number, note: noteOf(account, ip, l[i + 4] as string, l[i + 5] === 1) });
+  }
+  return out;
+}
+
+function samplesOrNow(list: Samples | undefined, account: string, ev: () => Evidence): Evidence[] {
+  return list !== undefined ? expandSamples(account, list) : [ev()];
+}
+
 interface Pending {
   net: string;
   ip: string;
@@ -75,7 +117,7 @@ export const loginAnomalyDetector = defineDetector({
   create(cfg, { store, site, emit }) {
     const maxKeys = cfg.maxKeys;
     const recentNets = store.distinct('networks', { windowMs: cfg.networksWindowMs, maxKeys, maxPerKey: Math.max(32, cfg.minNetworks * 4) });
-    const netEv = store.recent<Evidence[]>('network-evidence', { ttlMs: cfg.networksWindowMs, maxKeys });
+    const netEv = store.recent<Samples>('network-evidence', { ttlMs: cfg.networksWindowMs, maxKeys });
     const known = store.distinct('known', { windowMs: cfg.knownNetworksMs, maxKeys, maxPerKey: cfg.maxNetworksPerAccount });
     const history = store.recent<History>('history', { ttlMs: cfg.knownNetworksMs, maxKeys });
     const pending = store.recent<Pending>('pending', { ttlMs: cfg.sendWithinMs, maxKeys });
@@ -112,8 +154,9 @@ export const loginAnomalyDetector = defineDetector({
     function login(account: string, ip: string, ts: number, src: Source, sending: boolean, protocol: string): void {
       if (site.isMailHost(ip)) return;
       const net = networkOf(ip);
-      const how = sending ? `sent mail (SMTP AUTH, ${protocol})` : `logged in (${protocol})`;
-      const ev = evidence(src, ts, `${account} ${how} from ${ip} (${net})`);
+      // built only when a finding needs it
+      let evBuilt: Evidence | undefined;
+      const ev = (): Evidence => (evBuilt ??= evidence(src, ts, noteOf(account, ip, protocol, sending)));
 
       // history before this login
       let h = history.get(account, ts);
@@ -128,7 +171,7 @@ export const loginAnomalyDetector = defineDetector({
       if (r.isNew) {
         let list = netEv.get(account, ts);
         if (list === undefined) list = [];
-        pushSample(list, ev, 8);
+        pushCompact(list, src, ts, ip, protocol, sending);
         netEv.set(account, ts, list);
       }
       if (r.count >= cfg.minNetworks) {
@@ -146,7 +189,7 @@ export const loginAnomalyDetector = defineDetector({
               `${account} logged in from ${r.count}${r.capped ? '+' : ''} distinct networks in ${fmtDuration(cfg.networksWindowMs)} ` +
                 `(threshold ${cfg.minNetworks}), e.g. ${nets.slice(-5).join(', ')}`,
               { networks: r.count, capped: r.capped, threshold: cfg.minNetworks, windowMs: cfg.networksWindowMs, sampleNetworks: nets.slice(-8) },
-              netEv.get(account, ts) ?? [ev],
+              samplesOrNow(netEv.get(account, ts), account, ev),
             ),
           );
         }
@@ -169,12 +212,12 @@ export const loginAnomalyDetector = defineDetector({
                 `${account} sent mail via SMTP AUTH from ${ip} (${net}), a network not seen for it in ${fmtDuration(cfg.knownNetworksMs)} ` +
                   `(${k.count - 1} known networks, ${h.n - 1} earlier logins)`,
                 { ...base, sending: true },
-                [ev],
+                [ev()],
               ),
             );
           }
         } else {
-          pending.set(account, ts, { net, ip, t: ts, protocol, ev });
+          pending.set(account, ts, { net, ip, t: ts, protocol, ev: ev() });
           if (passCooldown(newCool, `${account}|${net}`, ts, 'low')) {
             emit(
               finding(
@@ -187,7 +230,7 @@ export const loginAnomalyDetector = defineDetector({
                 `${account} logged in (${protocol}) from ${ip} (${net}), a network not seen for it in ${fmtDuration(cfg.knownNetworksMs)} ` +
                   `(${k.count - 1} known networks, ${h.n - 1} earlier logins)`,
                 { ...base, sending: false },
-                [ev],
+                [ev()],
               ),
             );
           }
@@ -212,7 +255,7 @@ export const loginAnomalyDetector = defineDetector({
                 65,
                 `${account} sent mail from ${ip} (${net}) ${mins} min after its first login (${p.protocol}) from that new network`,
                 { network: net, firstLogin: p.t, firstLoginIp: p.ip, delayMs: ts - p.t, sendWithinMs: cfg.sendWithinMs, sending: true },
-                [p.ev, ev],
+                [p.ev, ev()],
               ),
             );
           }

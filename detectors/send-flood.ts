@@ -52,7 +52,7 @@
  */
 import { z } from 'zod';
 import type { Evidence, Finding } from '../src/detect/finding.js';
-import type { BaselineView } from '../src/detect/windows.js';
+import { own, type BaselineView } from '../src/detect/windows.js';
 import { defineDetector } from './types.js';
 import { fmtMs, gradeRatio, learnedThreshold, unlearn, ringFor, ringNext, ringSlots, round1, type SampleRing } from './volume-util.js';
 
@@ -153,7 +153,7 @@ export const sendFloodDetector = defineDetector({
         r[i + 2] = m.firstTs;
         r[i + 3] = m.queueId;
         r[i + 4] = nr;
-        r[i + 5] = m.sender ?? '';
+        r[i + 5] = m.sender === undefined ? '' : own(m.sender); // not a view into its log line
         ring.set(key, ts, r);
 
         // thresholds (see the top comment). The views' mean/std/weight cover

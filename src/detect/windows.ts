@@ -21,27 +21,70 @@ export interface StoreStats {
   evicted: number;
 }
 
-interface Keyed<V> {
-  map: Map<string, V>;
-  evicted: number;
+/**
+ * A copy of `s` that does not keep a larger string alive. A substring or a
+ * regex capture of 13+ characters is a view into its parent (the whole log
+ * line, or the read chunk it came from): stored as a key for hours, it would
+ * pin that parent. Used only when a key or value is first stored.
+ */
+export function own(s: string): string {
+  return s.length < 13 ? s : (' ' + s).slice(1);
 }
 
-/**
- * Mark key as most recently used. Eviction is batched: the map may overshoot
- * maxKeys by 1/16 and is then trimmed in one pass, because evicting one key
- * per insert with keys().next() walks V8's deleted-entry holes each time
- * (quadratic once a structure is full).
- */
-function touch<V>(k: Keyed<V>, key: string, v: V, maxKeys: number): void {
-  const m = k.map;
-  m.delete(key);
-  m.set(key, v);
-  if (m.size > maxKeys + (maxKeys >> 4) + 1) {
-    let excess = m.size - maxKeys;
-    for (const old of m.keys()) {
-      if (excess-- <= 0) break;
-      m.delete(old);
-      k.evicted++;
+/** Keys whose last activity is this much older than their window are dropped (out-of-order tolerance). */
+const EXPIRY_SLACK_MS = 120_000;
+
+class Keyed<V> {
+  map = new Map<string, V>();
+  evicted = 0;
+  /** Latest time written (the store's "now" for expiry). */
+  now = -Infinity;
+  private writes = 0;
+
+  /**
+   * @param expired whether a value holds nothing at time `limit` = now - its window - slack
+   *   (dropping it is then the same as keeping it: lookups would treat it as absent).
+   * @param spanMs the structure's window / TTL (Infinity: never swept)
+   */
+  constructor(
+    private readonly expired: (v: V, limit: number) => boolean,
+    private readonly spanMs: number,
+  ) {}
+
+  /**
+   * Mark key as most recently used. Eviction is batched: the map may overshoot
+   * maxKeys by 1/16 and is then trimmed in one pass, because evicting one key
+   * per insert with keys().next() walks V8's deleted-entry holes each time
+   * (quadratic once a structure is full). Now and then, keys whose window
+   * has passed are dropped from the least recently written end first, so a
+   * short-window structure holds its live keys, not maxKeys of mostly dead ones.
+   */
+  touch(key: string, v: V, ts: number, maxKeys: number): void {
+    const m = this.map;
+    if (ts > this.now) this.now = ts;
+    if (m.delete(key)) m.set(key, v);
+    else m.set(own(key), v);
+    if (m.size > maxKeys + (maxKeys >> 4) + 1) {
+      let excess = m.size - maxKeys;
+      for (const old of m.keys()) {
+        if (excess-- <= 0) break;
+        m.delete(old);
+        this.evicted++;
+      }
+    }
+    if (++this.writes >= (m.size >> 3) + 256) {
+      this.writes = 0;
+      this.sweep();
+    }
+  }
+
+  private sweep(): void {
+    if (!Number.isFinite(this.spanMs)) return;
+    const limit = this.now - this.spanMs - EXPIRY_SLACK_MS;
+    const m = this.map;
+    for (const [key, v] of m) {
+      if (!this.expired(v, limit)) break;
+      m.delete(key);
     }
   }
 }
@@ -63,13 +106,16 @@ export interface SlidingCounterOptions extends Bounds {
 }
 
 export class SlidingCounter {
-  private readonly k: Keyed<CounterState> = { map: new Map(), evicted: 0 };
+  private readonly k: Keyed<CounterState>;
   private readonly bucketMs: number;
   private readonly n: number;
 
   constructor(private readonly opts: SlidingCounterOptions) {
     this.n = opts.buckets ?? 12;
     this.bucketMs = Math.max(1, Math.floor(opts.windowMs / this.n));
+    const span = this.n * this.bucketMs;
+    // every bucket is zero once the head bucket's start is `span` behind now (limit = now - windowMs - slack)
+    this.k = new Keyed<CounterState>((s, limit) => s.t + span - opts.windowMs <= limit, opts.windowMs);
   }
 
   /** Add `by` to key at time `ts`; returns the window sum after adding. */
@@ -88,7 +134,7 @@ export class SlidingCounter {
       s.b[idx] = (s.b[idx] ?? 0) + by;
       s.sum += by;
     }
-    touch(this.k, key, s, this.opts.maxKeys);
+    this.k.touch(key, s, ts, this.opts.maxKeys);
     return s.sum;
   }
 
@@ -146,40 +192,92 @@ export interface DistinctCounterOptions extends Bounds {
   maxPerKey: number;
 }
 
+/**
+ * Small sets (most keys: an account's few networks, an IP's one or two
+ * accounts) are two parallel arrays, oldest first; past SMALL values they
+ * become a Map (value → last seen, insertion order = last-seen order).
+ */
 interface DistinctState {
-  /** value → last seen (ms) */
-  v: Map<string, number>;
+  /** values, oldest first (small form), or null when `m` holds them */
+  k: string[] | null;
+  /** last seen (ms) of k[i] */
+  t: number[] | null;
+  m: Map<string, number> | null;
+  /** newest last-seen time (for expiry) */
+  l: number;
   capped: boolean;
 }
 
-export class DistinctCounter {
-  private readonly k: Keyed<DistinctState> = { map: new Map(), evicted: 0 };
+const SMALL = 16;
 
-  constructor(private readonly opts: DistinctCounterOptions) {}
+export class DistinctCounter {
+  private readonly k: Keyed<DistinctState>;
+
+  constructor(private readonly opts: DistinctCounterOptions) {
+    this.k = new Keyed<DistinctState>((s, limit) => s.l < limit, opts.windowMs);
+  }
 
   /** Record `value` for key at `ts`; returns whether it was new within the window, and the distinct count. */
   add(key: string, value: string, ts: number): { isNew: boolean; count: number; capped: boolean } {
     let s = this.k.map.get(key);
-    if (s === undefined) s = { v: new Map(), capped: false };
-    this.prune(s, ts);
-    const had = s.v.has(value);
-    if (had) {
-      s.v.delete(value);
-      s.v.set(value, ts);
-    } else if (s.v.size < this.opts.maxPerKey) {
-      s.v.set(value, ts);
+    if (s === undefined) s = { k: [], t: [], m: null, l: ts, capped: false };
+    else this.prune(s, ts);
+    if (ts > s.l) s.l = ts;
+    let had: boolean;
+    let count: number;
+    const ks = s.k;
+    if (ks !== null) {
+      const tt = s.t!;
+      const i = ks.indexOf(value);
+      had = i >= 0;
+      if (had) {
+        const last = ks.length - 1;
+        if (i !== last) {
+          ks.splice(i, 1);
+          tt.splice(i, 1);
+          ks.push(value);
+          tt.push(ts);
+        } else {
+          tt[last] = ts;
+        }
+      } else if (ks.length < this.opts.maxPerKey) {
+        if (ks.length < SMALL) {
+          ks.push(own(value));
+          tt.push(ts);
+        } else {
+          const m = new Map<string, number>();
+          for (let j = 0; j < ks.length; j++) m.set(ks[j]!, tt[j]!);
+          m.set(own(value), ts);
+          s.m = m;
+          s.k = null;
+          s.t = null;
+        }
+      } else {
+        s.capped = true;
+      }
+      count = s.k !== null ? s.k.length : s.m!.size;
     } else {
-      s.capped = true;
+      const m = s.m!;
+      had = m.has(value);
+      if (had) {
+        m.delete(value);
+        m.set(value, ts);
+      } else if (m.size < this.opts.maxPerKey) {
+        m.set(own(value), ts);
+      } else {
+        s.capped = true;
+      }
+      count = m.size;
     }
-    touch(this.k, key, s, this.opts.maxKeys);
-    return { isNew: !had, count: s.v.size, capped: s.capped };
+    this.k.touch(key, s, ts, this.opts.maxKeys);
+    return { isNew: !had, count, capped: s.capped };
   }
 
   count(key: string, ts: number): number {
     const s = this.k.map.get(key);
     if (s === undefined) return 0;
     this.prune(s, ts);
-    return s.v.size;
+    return size(s);
   }
 
   /** The values currently in the window for key (newest last). */
@@ -187,23 +285,34 @@ export class DistinctCounter {
     const s = this.k.map.get(key);
     if (s === undefined) return [];
     this.prune(s, ts);
-    return [...s.v.keys()];
+    return s.k !== null ? s.k.slice() : [...s.m!.keys()];
   }
 
   has(key: string, value: string, ts: number): boolean {
     const s = this.k.map.get(key);
     if (s === undefined) return false;
     this.prune(s, ts);
-    return s.v.has(value);
+    return s.k !== null ? s.k.includes(value) : s.m!.has(value);
   }
 
   private prune(s: DistinctState, ts: number): void {
     const limit = ts - this.opts.windowMs;
-    for (const [val, seen] of s.v) {
-      if (seen >= limit) break; // insertion order = last-seen order
-      s.v.delete(val);
+    if (s.k !== null) {
+      const tt = s.t!;
+      let j = 0;
+      while (j < tt.length && tt[j]! < limit) j++; // oldest first = last-seen order
+      if (j > 0) {
+        s.k.splice(0, j);
+        tt.splice(0, j);
+      }
+    } else {
+      const m = s.m!;
+      for (const [val, seen] of m) {
+        if (seen >= limit) break; // insertion order = last-seen order
+        m.delete(val);
+      }
     }
-    if (s.v.size < this.opts.maxPerKey) s.capped = false;
+    if (size(s) < this.opts.maxPerKey) s.capped = false;
   }
 
   stats(): StoreStats {
@@ -211,14 +320,30 @@ export class DistinctCounter {
   }
 
   snapshot(): unknown {
-    return { e: this.k.evicted, m: [...this.k.map].map(([k, s]) => [k, [...s.v], s.capped]) };
+    return { e: this.k.evicted, m: [...this.k.map].map(([k, s]) => [k, entries(s), s.capped]) };
   }
 
   restore(data: unknown): void {
     const d = data as { e: number; m: [string, [string, number][], boolean][] };
-    this.k.map = new Map(d.m.map(([k, v, capped]) => [k, { v: new Map(v), capped }]));
+    this.k.map = new Map(d.m.map(([k, v, capped]) => [k, fromEntries(v, capped)]));
     this.k.evicted = d.e;
   }
+}
+
+function size(s: DistinctState): number {
+  return s.k !== null ? s.k.length : s.m!.size;
+}
+
+function entries(s: DistinctState): [string, number][] {
+  if (s.k === null) return [...s.m!];
+  const tt = s.t!;
+  return s.k.map((v, i) => [v, tt[i]!]);
+}
+
+function fromEntries(v: [string, number][], capped: boolean): DistinctState {
+  const l = v.reduce((mx, e) => (e[1] > mx ? e[1] : mx), -Infinity);
+  if (v.length <= SMALL) return { k: v.map((e) => e[0]), t: v.map((e) => e[1]), m: null, l, capped };
+  return { k: null, t: null, m: new Map(v), l, capped };
 }
 
 // --- Baseline ----------------------------------------------------------------------
@@ -257,7 +382,7 @@ export interface BaselineView {
  * low mean.
  */
 export class Baseline {
-  private readonly k: Keyed<BaselineState> = { map: new Map(), evicted: 0 };
+  private readonly k = new Keyed<BaselineState>(() => false, Infinity);
   private readonly alphaPerPeriod: number;
 
   constructor(private readonly opts: BaselineOptions) {
@@ -268,7 +393,7 @@ export class Baseline {
   add(key: string, ts: number, by = 1): BaselineView {
     const s = this.state(key, ts);
     s.c += by;
-    touch(this.k, key, s, this.opts.maxKeys);
+    this.k.touch(key, s, ts, this.opts.maxKeys);
     return this.view(s);
   }
 
@@ -342,9 +467,12 @@ export interface RecentOptions extends Bounds {
 
 /** Per-key small JSON value that expires `ttlMs` after it was last set. */
 export class Recent<T> {
-  private readonly k: Keyed<{ t: number; v: T }> = { map: new Map(), evicted: 0 };
+  // values held as unknown (Keyed is invariant in its value type; Recent<T> must fit Recent<unknown>)
+  private readonly k: Keyed<{ t: number; v: unknown }>;
 
-  constructor(private readonly opts: RecentOptions) {}
+  constructor(private readonly opts: RecentOptions) {
+    this.k = new Keyed<{ t: number; v: unknown }>((s, limit) => s.t < limit, opts.ttlMs);
+  }
 
   get(key: string, ts: number): T | undefined {
     const s = this.k.map.get(key);
@@ -353,11 +481,19 @@ export class Recent<T> {
       this.k.map.delete(key);
       return undefined;
     }
-    return s.v;
+    return s.v as T;
   }
 
   set(key: string, ts: number, v: T): void {
-    touch(this.k, key, { t: ts, v }, this.opts.maxKeys);
+    const s = this.k.map.get(key);
+    if (s !== undefined) {
+      // reuse the entry (no allocation per update)
+      s.t = ts;
+      s.v = v;
+      this.k.touch(key, s, ts, this.opts.maxKeys);
+    } else {
+      this.k.touch(key, { t: ts, v }, ts, this.opts.maxKeys);
+    }
   }
 
   delete(key: string): void {
