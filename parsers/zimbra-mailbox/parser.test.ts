@@ -51,8 +51,11 @@ describe('zimbra-mailbox parser', () => {
     });
   });
 
-  it('returns false for unrelated mailbox lines', () => {
-    expect(parseText(z('[LmtpServer-1] [name=u@d;mid=1;] lmtp - Delivering message: size=1234 bytes')).lines[0]!.status).toBe(ParseStatus.Unknown);
+  it('returns false for unrelated mailbox lines, and recognises routine LMTP deliveries without an event', () => {
+    expect(parseText(z('[qtp1-5:https://m/service/soap/GetInfoRequest] [name=u@d;] mailbox - Creating folder Junk')).lines[0]!.status).toBe(ParseStatus.Unknown);
+    const lmtp = parseText(z('[LmtpServer-1] [name=u@d;mid=1;] lmtp - Delivering message: size=1234 bytes'));
+    expect(lmtp.lines[0]!.status).toBe(ParseStatus.Recognised);
+    expect(lmtp.events).toEqual([]);
     expect(parseText(z('[qtp1-5:https://m/service/soap/GetInfoRequest] [name=u@d;] SoapEngine - handler exception: no such folder')).events).toEqual([]);
   });
 });
