@@ -41,7 +41,8 @@ export const DEFAULT_START_TS = Date.UTC(2026, 10, 27, 0, 0, 0);
 // ---------------------------------------------------------------------------
 // PRNG and hashing
 
-class Rng {
+/** Seeded PRNG (mulberry32): the generator and the scenario builders share it. */
+export class Rng {
   private s: number;
   constructor(seed: number) {
     this.s = seed | 0;

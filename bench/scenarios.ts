@@ -17,6 +17,8 @@
  * clock: a seeded PRNG drives everything.
  */
 
+import { Rng as BaseRng } from './generate.js';
+
 export const HOUR = 3_600_000;
 export const MIN = 60_000;
 export const DAY = 86_400_000;
@@ -43,29 +45,8 @@ export const SPAM_RCPT_DOMAINS = ['yahoo.com.tw', 'hotmail.com', 'gmail.com', 'y
 
 // ---------------------------------------------------------------------------
 
-export class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed | 0;
-  }
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) | 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return (this.next() * n) | 0;
-  }
-  range(lo: number, hi: number): number {
-    return lo + ((this.next() * (hi - lo + 1)) | 0);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[(this.next() * a.length) | 0] as T;
-  }
+/** The generator's PRNG plus random strings for forged addresses and ids. */
+export class Rng extends BaseRng {
   str(n: number, alphabet = ALNUM): string {
     let s = '';
     for (let i = 0; i < n; i++) s += alphabet[this.int(alphabet.length)];
