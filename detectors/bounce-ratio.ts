@@ -24,6 +24,7 @@
 import { z } from 'zod';
 import type { Message, Recipient } from '../src/correlator/message.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
+import { passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs, ringFor, ringNext, ringSlots, type SampleRing } from './volume-util.js';
 
@@ -111,8 +112,8 @@ export const bounceRatioDetector = defineDetector({
         if (totalW < cfg.minRecipients) return;
         const share = badW / totalW;
         if (share <= cfg.threshold) return;
-        if (cooldown.get(key, ts) !== undefined) return;
-        cooldown.set(key, ts, ts);
+        // Once per cooldown, unless the severity climbs: a growing flood is reported as it grows.
+        if (!passCooldown(cooldown, key, ts, share >= 0.8 ? 'critical' : share >= 0.5 ? 'high' : 'medium')) return;
         emit(finding(key, ts, share, badW, totalW));
       },
     };

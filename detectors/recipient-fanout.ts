@@ -44,6 +44,7 @@ import { z } from 'zod';
 import type { Evidence, Finding } from '../src/detect/finding.js';
 import { domainOf } from '../src/detect/site.js';
 import type { BaselineView } from '../src/detect/windows.js';
+import { passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs, gradeRatio, learnedThreshold, ringFor, ringNext, ringSlots, round1, unlearn, type SampleRing } from './volume-util.js';
 
@@ -198,8 +199,8 @@ export const recipientFanoutDetector = defineDetector({
           worst = 'recipients';
         }
         if (ratio <= 1) return;
-        if (cooldown.get(key, ts) !== undefined) return;
-        cooldown.set(key, ts, ts);
+        // Once per cooldown, unless the severity climbs: a growing flood is reported as it grows.
+        if (!passCooldown(cooldown, key, ts, gradeRatio(ratio).severity)) return;
         emit(finding(key, ts, worst, ratio, mature, db, rb, { vD, vR, tD, tR, domCount, rcptCount, newDomsW, newRcptsW, capped }));
       },
     };

@@ -53,6 +53,7 @@
 import { z } from 'zod';
 import type { Evidence, Finding } from '../src/detect/finding.js';
 import { own, type BaselineView } from '../src/detect/windows.js';
+import { passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs, gradeRatio, learnedThreshold, unlearn, ringFor, ringNext, ringSlots, round1, type SampleRing } from './volume-util.js';
 
@@ -196,8 +197,8 @@ export const sendFloodDetector = defineDetector({
           worst = 'rcptsLong';
         }
         if (ratio <= 1) return;
-        if (cooldown.get(key, ts) !== undefined) return;
-        cooldown.set(key, ts, ts);
+        // Once per cooldown, unless the severity climbs: a growing flood is reported as it grows.
+        if (!passCooldown(cooldown, key, ts, gradeRatio(ratio).severity)) return;
 
         const counts = { msgsShort: ms, msgsLong: ml, rcptsShort: rs, rcptsLong: rl };
         const thresholds = { msgsShort: Math.round(tMs), msgsLong: Math.round(tMl), rcptsShort: Math.round(tRs), rcptsLong: Math.round(tRl) };

@@ -63,3 +63,21 @@ export function at(s: number): string {
   const t = d.toISOString().slice(11, 19);
   return `${months[d.getUTCMonth()]} ${day} ${t}`;
 }
+
+const severityRank: Record<string, number> = { info: 0, low: 1, medium: 2, high: 3, critical: 4 };
+
+/**
+ * The re-alert rule of the volume detectors: two findings on one entity
+ * closer than the cooldown are allowed only when the later one is more
+ * severe (a growing flood is reported as it grows, a steady one once).
+ */
+export function expectCooldownRule(findings: readonly Finding[], cooldownMs = 30 * 60_000): void {
+  const last = new Map<string, Finding>();
+  for (const f of findings) {
+    const prev = last.get(f.entity.id);
+    if (prev && f.ts - prev.ts < cooldownMs && severityRank[f.severity]! <= severityRank[prev.severity]!) {
+      throw new Error(`${f.detector} re-alerted on ${f.entity.id} after ${f.ts - prev.ts} ms without escalating (${prev.severity} → ${f.severity})`);
+    }
+    last.set(f.entity.id, f);
+  }
+}
