@@ -4,7 +4,7 @@
  * state lives in the ScopedStore each detector is handed.
  */
 import type { Source } from '../src/core/record.js';
-import type { Evidence, Severity } from '../src/detect/finding.js';
+import { severityRank, type Evidence, type Severity } from '../src/detect/finding.js';
 import type { Recent } from '../src/detect/windows.js';
 
 /** Account names compared case-insensitively; `user` and `user@domain` are kept as given. */
@@ -35,7 +35,6 @@ export function addDistinct(arr: string[], v: string, max: number): string[] {
   return arr;
 }
 
-const rank: Record<Severity, number> = { info: 0, low: 1, medium: 2, high: 3, critical: 4 };
 
 /**
  * Cooldown gate: true (and remembered) when nothing of this severity or
@@ -43,7 +42,7 @@ const rank: Record<Severity, number> = { info: 0, low: 1, medium: 2, high: 3, cr
  * A higher severity passes the gate once, so an escalation is reported.
  */
 export function passCooldown(cool: Recent<number>, key: string, ts: number, severity: Severity): boolean {
-  const r = rank[severity];
+  const r = severityRank[severity];
   const prev = cool.get(key, ts);
   if (prev !== undefined && prev >= r) return false;
   cool.set(key, ts, r);

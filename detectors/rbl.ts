@@ -230,7 +230,7 @@ export const rblDetector = defineDetector({
     }
 
     function login(account: string, ip: string, ts: number, src: { file: string; offset: number }): void {
-      if (site.isLoopback(ip) || site.isMailHost(ip)) return;
+      if (site.isMailHost(ip)) return; // loopback included
       const l = listed.get(ip, ts);
       if (l !== undefined) {
         listedLogin(account, ip, ts, src, 'passive', { list: l.list, reply: l.reply, listingSrc: ev(l, l.ts, `${ip} listed by ${l.list}${l.reply ? ` as ${l.reply}` : ''}`) });

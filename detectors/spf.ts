@@ -228,7 +228,7 @@ export const spfDetector = defineDetector({
         entity = { kind: 'account', id: m.saslUser };
       } else {
         const ip = m.clientIp;
-        if (ip === undefined || site.isLoopback(ip) || site.isMailHost(ip) || !site.inTrustedNetworks(ip)) return;
+        if (ip === undefined || site.isMailHost(ip) || !site.inTrustedNetworks(ip)) return; // mail hosts include loopback
         entity = { kind: 'ip', id: ip };
       }
       const external = externalCount(m, site);

@@ -148,7 +148,7 @@ export const trustedRelayDetector = defineDetector({
       onMessage(m) {
         if (m.origin !== 'smtp' || m.saslUser !== undefined) return;
         const ip = m.clientIp;
-        if (ip === undefined || site.isLoopback(ip) || site.isMailHost(ip)) return;
+        if (ip === undefined || site.isMailHost(ip)) return; // loopback included
         onRelayMessage(m, ip, site.inTrustedNetworks(ip));
       },
 

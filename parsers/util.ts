@@ -114,13 +114,18 @@ export function parseClient(s: string, start = 0, end = s.length): ClientAddr | 
   return out;
 }
 
-/** The postfix service of a program tag: `postfix/submission/smtpd` → `submission`, `postfix/smtpd` → `smtpd`. */
+/**
+ * The postfix service of a program tag: `postfix/submission/smtpd` →
+ * `submission`, `postfix-out/smtpd` → `smtpd`. Scans char codes rather than
+ * using String#lastIndexOf (a slow path in V8): this runs for every smtpd event.
+ */
 export function postfixService(program: string): string {
-  const last = program.lastIndexOf('/');
+  let last = program.length - 1;
+  while (last >= 0 && program.charCodeAt(last) !== 47 /* / */) last--;
   if (last < 0) return program;
-  const prev = program.lastIndexOf('/', last - 1);
-  if (prev < 0) return program.slice(last + 1);
-  return program.slice(prev + 1, last);
+  let prev = last - 1;
+  while (prev >= 0 && program.charCodeAt(prev) !== 47) prev--;
+  return prev < 0 ? program.slice(last + 1) : program.slice(prev + 1, last);
 }
 
 /** Parse a decimal number; undefined when `s` is not one. */

@@ -24,7 +24,7 @@
 import type { Event, EventOf } from '../../src/core/events.js';
 import type { LogRecord } from '../../src/core/record.js';
 import type { Parser } from '../types.js';
-import { baseOf, leadingQueueId } from '../util.js';
+import { baseOf, leadingQueueId, postfixService } from '../util.js';
 import { parseRejectLine } from './reject.js';
 
 interface Client {
@@ -56,20 +56,6 @@ function clientAt(s: string, start: number): Client | undefined {
   return { clientHost: s.slice(start, open), ip, end };
 }
 
-/**
- * Same as util's postfixService (`postfix/submission/smtpd` → `submission`,
- * `postfix-out/smtpd` → `smtpd`), with charCode scans: String#lastIndexOf is
- * a slow path in V8 and this runs for every smtpd event.
- */
-function serviceOf(program: string): string {
-  let last = program.length - 1;
-  while (last >= 0 && program.charCodeAt(last) !== 47 /* / */) last--;
-  if (last < 0) return program;
-  let prev = last - 1;
-  while (prev >= 0 && program.charCodeAt(prev) !== 47) prev--;
-  return prev < 0 ? program.slice(last + 1) : program.slice(prev + 1, last);
-}
-
 function startsWithAt(s: string, prefix: string, at: number): boolean {
   return s.startsWith(prefix, at);
 }
@@ -87,7 +73,7 @@ function onConnect(rec: LogRecord, msg: string, out: Event[]): boolean {
     src: { file: rec.file, offset: rec.offset },
     ip: c.ip,
     clientHost: c.clientHost,
-    service: serviceOf(rec.program),
+    service: postfixService(rec.program),
   });
   return true;
 }
@@ -129,7 +115,7 @@ function onDisconnect(rec: LogRecord, msg: string, out: Event[]): boolean {
     src: { file: rec.file, offset: rec.offset },
     ip: c.ip,
     clientHost: c.clientHost,
-    service: serviceOf(rec.program),
+    service: postfixService(rec.program),
   };
   if (c.end + 1 < msg.length && msg.charCodeAt(c.end) === 32) {
     const cmds = msg.slice(c.end + 1);
@@ -212,7 +198,7 @@ function onClient(rec: LogRecord, msg: string, queueId: string, at: number, out:
     queueId,
     ip: c.ip,
     clientHost: c.clientHost,
-    service: serviceOf(rec.program),
+    service: postfixService(rec.program),
   };
   if (c.end < msg.length) clientExtras(msg, c.end, ev);
   out.push(ev);
@@ -237,7 +223,7 @@ function onLost(
     ...baseOf(rec),
     ip: c.ip,
     clientHost: c.clientHost,
-    service: serviceOf(rec.program),
+    service: postfixService(rec.program),
     reason,
   };
   if (from > at) ev.after = msg.slice(at, from);
@@ -272,7 +258,7 @@ function onTls(rec: LogRecord, msg: string, out: Event[]): boolean {
     ...baseOf(rec),
     ip: c.ip,
     clientHost: c.clientHost,
-    service: serviceOf(rec.program),
+    service: postfixService(rec.program),
     direction: 'in',
     tlsProtocol,
     cipher,
@@ -310,7 +296,7 @@ function onSaslFailure(rec: LogRecord, msg: string, at: number, out: Event[]): b
     ip: c.ip,
     clientHost: c.clientHost,
     method,
-    service: serviceOf(rec.program),
+    service: postfixService(rec.program),
   };
   if (reason.length > 0) ev.reason = reason;
   if (su >= 0) ev.account = msg.slice(su + 16);
@@ -341,7 +327,7 @@ function onLimit(rec: LogRecord, msg: string, at: number, out: Event[]): boolean
     ...baseOf(rec),
     ip: c.ip,
     clientHost: c.clientHost,
-    service: serviceOf(rec.program),
+    service: postfixService(rec.program),
     action: 'reject',
     stage,
     category: 'rate',
@@ -369,7 +355,7 @@ function onWarning(rec: LogRecord, msg: string, out: Event[]): boolean {
 
 function onQueued(rec: LogRecord, msg: string, queueId: string | undefined, at: number, out: Event[]): boolean {
   if (queueId !== undefined && startsWithAt(msg, 'client=', at)) return onClient(rec, msg, queueId, at + 7, out);
-  if (parseRejectLine(rec, msg, at, queueId, serviceOf(rec.program), out)) return true;
+  if (parseRejectLine(rec, msg, at, queueId, postfixService(rec.program), out)) return true;
   if (startsWithAt(msg, 'proxy-accept: ', at)) return true;
   if (startsWithAt(msg, 'lost connection after ', at)) return onLost(rec, msg, at + 22, 'lost', out);
   if (startsWithAt(msg, 'timeout after ', at)) return onLost(rec, msg, at + 14, 'timeout', out);

@@ -7,6 +7,8 @@ import { z } from 'zod';
 
 export const severities = ['info', 'low', 'medium', 'high', 'critical'] as const;
 export type Severity = (typeof severities)[number];
+/** Order of severities: info 0 … critical 4. */
+export const severityRank: Readonly<Record<Severity, number>> = { info: 0, low: 1, medium: 2, high: 3, critical: 4 };
 
 /**
  * What a finding is evidence of. The policy reasons on these, not on

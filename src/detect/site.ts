@@ -8,6 +8,7 @@
  */
 import ipaddr from 'ipaddr.js';
 import type { Event } from '../core/events.js';
+import { isLoopback } from '../correlator/correlator.js';
 import type { Message } from '../correlator/message.js';
 
 export interface SiteConfig {
@@ -112,16 +113,12 @@ export class SiteKnowledge {
     return this.configuredDomains.has(d) || (this.configuredDomains.size === 0 && this.learnt.has(d));
   }
 
-  isLoopback(ip: string): boolean {
-    return ip.startsWith('127.') || ip === '::1' || ip === '::ffff:127.0.0.1';
-  }
-
   inTrustedNetworks(ip: string): boolean {
     return inCidrs(ip, this.trusted);
   }
 
   isMailHost(ip: string): boolean {
-    return this.isLoopback(ip) || inCidrs(ip, this.hosts);
+    return isLoopback(ip) || inCidrs(ip, this.hosts);
   }
 
   isOutboundIp(ip: string): boolean {

@@ -8,7 +8,7 @@ import { Correlator } from '../../src/correlator/correlator.js';
 import type { Message } from '../../src/correlator/message.js';
 import type { DnsLookup } from '../../src/detect/dns.js';
 import { DetectionEngine } from '../../src/detect/engine.js';
-import type { Finding } from '../../src/detect/finding.js';
+import { severityRank, type Finding } from '../../src/detect/finding.js';
 import { SiteKnowledge, type SiteConfig } from '../../src/detect/site.js';
 import { ZoneClock } from '../../src/envelope/zone.js';
 import { LineParser, envelopeContext } from '../../src/pipeline/line-parser.js';
@@ -64,8 +64,6 @@ export function at(s: number): string {
   return `${months[d.getUTCMonth()]} ${day} ${t}`;
 }
 
-const severityRank: Record<string, number> = { info: 0, low: 1, medium: 2, high: 3, critical: 4 };
-
 /**
  * The re-alert rule of the volume detectors: two findings on one entity
  * closer than the cooldown are allowed only when the later one is more
@@ -75,7 +73,7 @@ export function expectCooldownRule(findings: readonly Finding[], cooldownMs = 30
   const last = new Map<string, Finding>();
   for (const f of findings) {
     const prev = last.get(f.entity.id);
-    if (prev && f.ts - prev.ts < cooldownMs && severityRank[f.severity]! <= severityRank[prev.severity]!) {
+    if (prev && f.ts - prev.ts < cooldownMs && severityRank[f.severity] <= severityRank[prev.severity]) {
       throw new Error(`${f.detector} re-alerted on ${f.entity.id} after ${f.ts - prev.ts} ms without escalating (${prev.severity} → ${f.severity})`);
     }
     last.set(f.entity.id, f);
