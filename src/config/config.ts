@@ -14,6 +14,7 @@ import { envelopeFormats } from '../envelope/envelope.js';
 import { ZoneClock } from '../envelope/zone.js';
 import { policyConfigSchema } from '../policy/config.js';
 import { parseCidrs } from '../detect/site.js';
+import { clickhouseSchema, kafkaSchema, redisSchema, shipSchema } from './distributed.js';
 
 const cidrList = (what: string) =>
   z
@@ -130,6 +131,11 @@ export function configSchema(list: readonly Detector[] = allDetectors) {
         })
         .strict()
         .default({ path: 'floodgate.db', retentionDays: 30 }),
+      /** Distributed mode (`floodgate ship|detect|api`); unused by replay/run. */
+      kafka: kafkaSchema.default(kafkaSchema.parse({})),
+      clickhouse: clickhouseSchema.default(clickhouseSchema.parse({})),
+      redis: redisSchema.default(redisSchema.parse({})),
+      ship: shipSchema.default(shipSchema.parse({})),
     })
     .strict();
 }
