@@ -76,6 +76,8 @@ export const shipSchema = z
   .object({
     /** Where `floodgate ship` keeps the read offsets of its inputs. */
     statePath: z.string().min(1).default('floodgate-ship.json'),
+    /** Kafka key of this shipper's lines and host of lines that carry none; default: the machine's hostname. */
+    host: z.string().min(1).max(253).optional(),
     /** Lines read but not yet acknowledged by Kafka; reading stops beyond this (bounded memory while Kafka is down). */
     maxInFlightLines: z.number().int().positive().default(50_000),
   })

@@ -15,10 +15,16 @@ export const errorCodes = {
   FG_ACTION_REFUSED: 'An action was not carried out because the account is in a state floodgate must not change (e.g. unlocking a closed account).',
   FG_WEBHOOK_FAILED: 'A webhook could not be delivered: the receiver refused it (4xx) or every attempt failed; it stays in the outbox.',
   FG_STORE_FAILED: 'The embedded store (SQLite) cannot be opened or written, or was written by a newer floodgate.',
+  FG_REDIS_UNAVAILABLE: 'Redis cannot be reached, did not answer in time, or refused the password; the command failed after a bounded wait.',
+  FG_REDIS_FAILED: 'Redis refused a command (out of memory, read-only replica, wrong key type) or returned data floodgate cannot read.',
+  FG_CLICKHOUSE_UNAVAILABLE: 'ClickHouse cannot be reached or refused the login; inserts stay buffered and are retried, reads fail.',
+  FG_CLICKHOUSE_FAILED: 'ClickHouse refused a query or a row (the message carries its error code and text).',
   FG_API_UNAUTHORIZED: 'An API request came without a bearer token, or with one that is not configured.',
   FG_API_FORBIDDEN: 'An API token with the read role asked for an act route (lock, unlock).',
   FG_API_INVALID_REQUEST: 'An API request has an invalid parameter, query or body; the message names the field.',
   FG_API_NOT_FOUND: 'No such API route.',
+  FG_WIRE_INVALID: 'A Kafka record is not in the format this floodgate writes (another producer, or a newer floodgate); it is dead-lettered and skipped.',
+  FG_KAFKA_UNAVAILABLE: 'The Kafka brokers cannot be reached or refused a request; shipping and detection wait and retry.',
   FG_INTERNAL: 'A bug in floodgate; please report it with the command line and input that caused it.',
 } as const;
 

@@ -1,0 +1,147 @@
+/**
+ * What travels on floodgate's Kafka topics.
+ *
+ * Lines topic: one Kafka message carries a chunk of consecutive lines of one
+ * file (a follower batch), not one line per message: per-message overhead in
+ * kafkajs and the broker would otherwise dominate. A chunk is a JSON header,
+ * a newline, then the lines joined by newlines (a line never contains one).
+ * Offsets are delta-encoded; `source` identifies the file across renames
+ * (dev/ino/head fingerprint) so the parse stage can drop lines it already
+ * took when the shipper re-sends a batch after a crash.
+ *
+ * Events topic: one Kafka message carries the items (events and correlated
+ * messages) a parse batch produced for one partition, as JSON lines. Each item
+ * names its route (the entity whose partition it is in): an item about an
+ * account and an IP travels twice, once per route.
+ */
+import type { Event } from '../core/events.js';
+import type { Message } from '../correlator/message.js';
+import type { EnvelopeFormat } from '../envelope/envelope.js';
+import { FloodgateError } from '../core/errors.js';
+
+export interface LineChunk {
+  /** Host for lines without one (mailbox.log) and the shipper's identity. */
+  host: string;
+  /** Path as configured on the shipping host. */
+  file: string;
+  /** Stable identity of the file being read (survives renames). */
+  source: string;
+  format: EnvelopeFormat;
+  /** File mtime when read (ms): reference for RFC 3164 year inference. */
+  mtime: number;
+  offsets: number[];
+  lines: string[];
+}
+
+interface ChunkHeader {
+  v: 1;
+  host: string;
+  file: string;
+  source: string;
+  format: EnvelopeFormat;
+  mtime: number;
+  /** offsets[0], then differences. */
+  d: number[];
+}
+
+export function encodeChunk(c: LineChunk): Buffer {
+  if (c.offsets.length !== c.lines.length) throw new Error('encodeChunk: offsets and lines differ in length');
+  const d = new Array<number>(c.offsets.length);
+  let prev = 0;
+  for (let i = 0; i < c.offsets.length; i++) {
+    d[i] = c.offsets[i]! - prev;
+    prev = c.offsets[i]!;
+  }
+  const header: ChunkHeader = { v: 1, host: c.host, file: c.file, source: c.source, format: c.format, mtime: c.mtime, d };
+  return Buffer.from(JSON.stringify(header) + '\n' + c.lines.join('\n'), 'utf8');
+}
+
+/** Throws FG_WIRE_INVALID for anything that is not a chunk this version wrote. */
+export function decodeChunk(buf: Buffer): LineChunk {
+  const text = buf.toString('utf8');
+  const nl = text.indexOf('\n');
+  let h: ChunkHeader;
+  try {
+    h = JSON.parse(nl < 0 ? text : text.slice(0, nl)) as ChunkHeader;
+  } catch {
+    throw new FloodgateError('FG_WIRE_INVALID', 'line chunk header is not JSON');
+  }
+  if (h === null || typeof h !== 'object' || h.v !== 1 || typeof h.host !== 'string' || typeof h.file !== 'string' || typeof h.source !== 'string' || !Array.isArray(h.d) || typeof h.mtime !== 'number') {
+    throw new FloodgateError('FG_WIRE_INVALID', 'line chunk header has an unknown version or shape');
+  }
+  const lines = h.d.length === 0 ? [] : (nl < 0 ? '' : text.slice(nl + 1)).split('\n');
+  if (lines.length !== h.d.length) throw new FloodgateError('FG_WIRE_INVALID', `line chunk holds ${lines.length} lines but ${h.d.length} offsets`);
+  const offsets = new Array<number>(h.d.length);
+  let at = 0;
+  for (let i = 0; i < h.d.length; i++) {
+    const step = h.d[i];
+    if (typeof step !== 'number' || !Number.isSafeInteger(step)) throw new FloodgateError('FG_WIRE_INVALID', 'line chunk offsets are not integers');
+    at += step;
+    offsets[i] = at;
+  }
+  return { host: h.host, file: h.file, source: h.source, format: h.format, mtime: h.mtime, offsets, lines };
+}
+
+export type RouteKind = 'account' | 'ip' | 'host';
+
+/** One delivery on the events topic. */
+export interface RoutedItem {
+  route: { kind: RouteKind; key: string };
+  /** The first route of an item: the copy that is stored (ClickHouse rows are written once per item). */
+  primary: boolean;
+  /** Deterministic id of the event/message (ClickHouse dedup key). */
+  id: string;
+  event?: Event;
+  message?: Message;
+}
+
+interface WireItem {
+  r: 'a' | 'i' | 'h';
+  k: string;
+  p?: 1;
+  id: string;
+  e?: Event;
+  m?: Message;
+}
+
+const kindToTag = { account: 'a', ip: 'i', host: 'h' } as const;
+const tagToKind = { a: 'account', i: 'ip', h: 'host' } as const;
+
+export function encodeItems(items: readonly RoutedItem[]): Buffer {
+  const parts = new Array<string>(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const it = items[i]!;
+    const w: WireItem = { r: kindToTag[it.route.kind], k: it.route.key, id: it.id };
+    if (it.primary) w.p = 1;
+    if (it.event) w.e = it.event;
+    else if (it.message) w.m = it.message;
+    parts[i] = JSON.stringify(w);
+  }
+  return Buffer.from(parts.join('\n'), 'utf8');
+}
+
+/** Decodes what encodeItems wrote; a line that is not an item is passed to `bad` and skipped. */
+export function decodeItems(buf: Buffer, bad: (reason: string, line: string) => void): RoutedItem[] {
+  const out: RoutedItem[] = [];
+  const text = buf.toString('utf8');
+  if (text.length === 0) return out;
+  for (const line of text.split('\n')) {
+    let w: WireItem;
+    try {
+      w = JSON.parse(line) as WireItem;
+    } catch {
+      bad('not JSON', line);
+      continue;
+    }
+    const kind = w && typeof w === 'object' ? tagToKind[w.r] : undefined;
+    if (kind === undefined || typeof w.k !== 'string' || typeof w.id !== 'string' || (w.e === undefined) === (w.m === undefined)) {
+      bad('not a routed item', line);
+      continue;
+    }
+    const it: RoutedItem = { route: { kind, key: w.k }, primary: w.p === 1, id: w.id };
+    if (w.e) it.event = w.e;
+    else it.message = w.m;
+    out.push(it);
+  }
+  return out;
+}
