@@ -1,0 +1,441 @@
+#!/usr/bin/env bash
+# Real Kafka, ClickHouse and Redis on loopback for floodgate's distributed mode
+# (tests, CI, people). Usage: scripts/services.sh up|down|status [kafka|clickhouse|redis ...]
+# (no names = all).
+#
+# - up: installs what is missing, starts what is not running, waits until each
+#   service really answers. Idempotent and quick when everything already runs.
+# - down: stops only what this script started (pid files in the services dir);
+#   a service that was already running on the machine is left alone.
+# - status: one line per service: up/down, address, version, who started it.
+#
+# State lives in ${FLOODGATE_SERVICES_DIR:-<repo>/.services}.
+# FLOODGATE_SERVICES_TIMEOUT (s, default 180) bounds each wait;
+# FLOODGATE_REDIS_PORT (default 6379) picks the Redis port.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SVC_DIR=${FLOODGATE_SERVICES_DIR:-$ROOT/.services}
+TIMEOUT=${FLOODGATE_SERVICES_TIMEOUT:-180}
+ALL_SERVICES=(kafka clickhouse redis)
+
+KAFKA_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+KAFKA_POM=$ROOT/scripts/kafka/pom.xml
+KAFKA_DIR=$SVC_DIR/kafka
+KAFKA_PID=$KAFKA_DIR/kafka.pid
+KAFKA_LOG=$KAFKA_DIR/kafka.log
+
+CH_HTTP_PORT=8123
+CH_TCP_PORT=9000
+CH_DIR=$SVC_DIR/clickhouse
+CH_PID=$CH_DIR/clickhouse.pid
+CH_LOG=$CH_DIR/log/clickhouse-server.log
+CH_ERRLOG=$CH_DIR/log/clickhouse-server.err.log
+
+REDIS_PORT=${FLOODGATE_REDIS_PORT:-6379}
+if [ "$REDIS_PORT" = 6379 ]; then REDIS_NAME=redis; else REDIS_NAME=redis-$REDIS_PORT; fi
+REDIS_PID=$SVC_DIR/$REDIS_NAME.pid
+REDIS_LOG=$SVC_DIR/$REDIS_NAME.log
+
+say() { printf 'services: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# A connect() on loopback: true when something listens on the port.
+port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# The pid in $1 when that process is alive and its command line contains $2
+# (guards against a stale pid file whose number was reused by another process).
+live_pid() {
+  local pid
+  [ -s "$1" ] || return 1
+  pid=$(tr -dc '0-9' <"$1")
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$2" || return 1
+  printf '%s' "$pid"
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+APT_UPDATED=
+apt_install() {
+  say "installing $* (apt-get)"
+  if [ -z "$APT_UPDATED" ]; then as_root apt-get update -qq >&2; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >&2
+}
+need() { # need COMMAND PACKAGE...
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null 2>&1 || apt_install "$@"
+  command -v "$cmd" >/dev/null 2>&1 || die "$cmd still missing after installing $*"
+}
+
+# wait_ready NAME LOG CHECK PIDFILE PATTERN: poll CHECK until it succeeds; fail
+# early when the process we started has died, and name the log either way.
+wait_ready() {
+  local name=$1 log=$2 check=$3 pidfile=$4 pattern=$5 start=$SECONDS
+  until "$check" >/dev/null 2>&1; do
+    if ! live_pid "$pidfile" "$pattern" >/dev/null; then
+      [ -f "$log" ] && tail -n 20 "$log" >&2
+      die "$name exited during start-up; see $log"
+    fi
+    if (( SECONDS - start >= TIMEOUT )); then
+      [ -f "$log" ] && tail -n 20 "$log" >&2
+      die "$name did not answer within ${TIMEOUT}s; see $log"
+    fi
+    sleep 0.3
+  done
+  say "$name up in $((SECONDS - start))s"
+}
+
+# stop_pid NAME PIDFILE PATTERN: SIGTERM, wait for a clean exit, SIGKILL as a last resort.
+stop_pid() {
+  local name=$1 pidfile=$2 pattern=$3 pid i
+  pid=$(live_pid "$pidfile" "$pattern") || { rm -f "$pidfile"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 600; i++)); do
+    [ -d "/proc/$pid" ] || break
+    sleep 0.1
+  done
+  if [ -d "/proc/$pid" ]; then
+    say "$name (pid $pid) ignored SIGTERM for 60s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    while [ -d "/proc/$pid" ]; do sleep 0.1; done
+  fi
+  rm -f "$pidfile"
+  say "$name stopped"
+}
+
+# ---------------------------------------------------------------- kafka
+
+kafka_jar() { compgen -G "$KAFKA_DIR/libs/kafka_2.13-*.jar" | head -n 1; }
+kafka_version() { local j; j=$(kafka_jar) || return 1; j=${j##*/kafka_2.13-}; printf '%s' "${j%.jar}"; }
+kafka_ours() { live_pid "$KAFKA_PID" "$KAFKA_DIR/server.properties"; }
+
+kafka_probe() {
+  if [ -f "$ROOT/node_modules/kafkajs/package.json" ] && command -v node >/dev/null; then
+    node "$ROOT/scripts/kafka/probe.mjs" "127.0.0.1:$KAFKA_PORT"
+  else
+    # Before `npm ci` there is no kafkajs: ask with Kafka's own tool instead (slower JVM start).
+    port_open "$KAFKA_PORT" && java -cp "$KAFKA_DIR/libs/*" kafka.admin.BrokerApiVersionsCommand \
+      --bootstrap-server "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
+  fi
+}
+kafka_ready() { port_open "$KAFKA_PORT" && kafka_probe; }
+
+kafka_fetch_jars() {
+  local stamp want
+  want=$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)
+  stamp=$KAFKA_DIR/libs/.pom.sha256
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  need java openjdk-17-jre-headless
+  need mvn maven
+  say "fetching Kafka jars from Maven Central (mvn dependency:copy-dependencies)"
+  rm -rf "$KAFKA_DIR/libs.new"
+  mvn -q -B -f "$KAFKA_POM" dependency:copy-dependencies \
+    -DoutputDirectory="$KAFKA_DIR/libs.new" -DincludeScope=runtime >&2 \
+    || die "mvn could not fetch the Kafka jars (pom: $KAFKA_POM)"
+  printf '%s\n' "$want" >"$KAFKA_DIR/libs.new/.pom.sha256"
+  rm -rf "$KAFKA_DIR/libs"
+  mv "$KAFKA_DIR/libs.new" "$KAFKA_DIR/libs"
+}
+
+kafka_write_config() {
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+# Generated by scripts/services.sh: one node that is broker and KRaft controller.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+group.initial.rebalance.delay.ms=0
+# floodgate creates its topics with the partitions and retention it wants.
+auto.create.topics.enable=false
+delete.topic.enable=true
+num.network.threads=2
+num.io.threads=4
+log.retention.hours=24
+log.segment.bytes=268435456
+EOF
+  cat >"$KAFKA_DIR/log4j.properties" <<EOF
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File=$KAFKA_LOG
+log4j.appender.file.MaxFileSize=20MB
+log4j.appender.file.MaxBackupIndex=2
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.log.LogCleaner=WARN
+log4j.logger.org.apache.kafka.storage.internals.log=WARN
+EOF
+}
+
+kafka_up() {
+  local pid
+  if pid=$(kafka_ours); then
+    kafka_ready || wait_ready kafka "$KAFKA_LOG" kafka_ready "$KAFKA_PID" "$KAFKA_DIR/server.properties"
+    return 0
+  fi
+  if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
+    kafka_ready || die "kafka: 127.0.0.1:$KAFKA_PORT/$KAFKA_CONTROLLER_PORT taken by a process services.sh did not start, and it does not answer as a Kafka broker"
+    say "kafka: using the broker already running on 127.0.0.1:$KAFKA_PORT (not started by services.sh)"
+    return 0
+  fi
+  mkdir -p "$KAFKA_DIR"
+  need java openjdk-17-jre-headless
+  kafka_fetch_jars
+  kafka_write_config
+  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+    [ -s "$KAFKA_DIR/cluster.id" ] || head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$KAFKA_DIR/cluster.id"
+    say "kafka: formatting storage (cluster id $(cat "$KAFKA_DIR/cluster.id"))"
+    java -cp "$KAFKA_DIR/libs/*" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" kafka.tools.StorageTool format \
+      -t "$(cat "$KAFKA_DIR/cluster.id")" -c "$KAFKA_DIR/server.properties" >>"$KAFKA_DIR/kafka.out" 2>&1 \
+      || { tail -n 20 "$KAFKA_DIR/kafka.out" >&2; die "kafka: formatting storage failed; see $KAFKA_DIR/kafka.out"; }
+  fi
+  say "kafka: starting broker $(kafka_version) (log $KAFKA_LOG)"
+  # setsid: the broker must outlive the shell or test runner that started it;
+  # 9>&- keeps our lock descriptor out of it.
+  setsid java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" -Dkafka.logs.dir="$KAFKA_DIR" \
+    -cp "$KAFKA_DIR/libs/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
+    </dev/null >>"$KAFKA_DIR/kafka.out" 2>&1 9>&- &
+  printf '%s\n' "$!" >"$KAFKA_PID"
+  wait_ready kafka "$KAFKA_LOG" kafka_ready "$KAFKA_PID" "$KAFKA_DIR/server.properties"
+}
+
+kafka_down() { stop_pid kafka "$KAFKA_PID" "$KAFKA_DIR/server.properties"; }
+
+kafka_status() {
+  local state=down version=- who=- pid
+  if kafka_ready >/dev/null 2>&1; then
+    state=up
+    if pid=$(kafka_ours); then version=$(kafka_version); who="services.sh (pid $pid)"; else version='?'; who=external; fi
+  elif pid=$(kafka_ours); then
+    state=starting; who="services.sh (pid $pid)"
+  fi
+  status_line kafka "$state" "127.0.0.1:$KAFKA_PORT" "$version" "$who"
+}
+
+# ----------------------------------------------------------- clickhouse
+
+ch_query() { curl -sf --max-time 5 "http://127.0.0.1:$CH_HTTP_PORT/" --data-binary "$1"; }
+ch_ready() { [ "$(curl -s --max-time 2 "http://127.0.0.1:$CH_HTTP_PORT/ping")" = "Ok." ] && ch_query 'SELECT version()' >/dev/null; }
+ch_ours() { live_pid "$CH_PID" "$CH_DIR/config.xml"; }
+
+ch_write_config() {
+  mkdir -p "$CH_DIR/data" "$CH_DIR/tmp" "$CH_DIR/log" "$CH_DIR/user_files" "$CH_DIR/format_schemas"
+  cat >"$CH_DIR/config.xml" <<EOF
+<?xml version="1.0"?>
+<!-- Generated by scripts/services.sh: a loopback-only ClickHouse with its own data dir. -->
+<yandex>
+  <logger>
+    <level>information</level>
+    <log>$CH_LOG</log>
+    <errorlog>$CH_ERRLOG</errorlog>
+    <size>50M</size>
+    <count>3</count>
+  </logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>$CH_HTTP_PORT</http_port>
+  <tcp_port>$CH_TCP_PORT</tcp_port>
+  <max_connections>256</max_connections>
+  <keep_alive_timeout>10</keep_alive_timeout>
+  <max_concurrent_queries>64</max_concurrent_queries>
+  <uncompressed_cache_size>268435456</uncompressed_cache_size>
+  <mark_cache_size>268435456</mark_cache_size>
+  <path>$CH_DIR/data/</path>
+  <tmp_path>$CH_DIR/tmp/</tmp_path>
+  <user_files_path>$CH_DIR/user_files/</user_files_path>
+  <format_schema_path>$CH_DIR/format_schemas/</format_schema_path>
+  <users_config>$CH_DIR/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mlock_executable>false</mlock_executable>
+  <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+  <max_session_timeout>3600</max_session_timeout>
+  <default_session_timeout>60</default_session_timeout>
+  <!-- Tests drop and recreate tables freely. -->
+  <max_table_size_to_drop>0</max_table_size_to_drop>
+  <max_partition_size_to_drop>0</max_partition_size_to_drop>
+</yandex>
+EOF
+  cat >"$CH_DIR/users.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+  <profiles>
+    <default>
+      <max_memory_usage>1000000000</max_memory_usage>
+      <max_memory_usage_for_all_queries>2000000000</max_memory_usage_for_all_queries>
+      <use_uncompressed_cache>0</use_uncompressed_cache>
+      <load_balancing>random</load_balancing>
+    </default>
+  </profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks>
+        <ip>127.0.0.1</ip>
+        <ip>::1</ip>
+      </networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas>
+    <default>
+      <interval>
+        <duration>3600</duration>
+        <queries>0</queries>
+        <errors>0</errors>
+        <result_rows>0</result_rows>
+        <read_rows>0</read_rows>
+        <execution_time>0</execution_time>
+      </interval>
+    </default>
+  </quotas>
+</yandex>
+EOF
+}
+
+ch_up() {
+  if ch_ours >/dev/null; then
+    ch_ready || wait_ready clickhouse "$CH_ERRLOG" ch_ready "$CH_PID" "$CH_DIR/config.xml"
+    return 0
+  fi
+  if port_open "$CH_HTTP_PORT" || port_open "$CH_TCP_PORT"; then
+    ch_ready || die "clickhouse: 127.0.0.1:$CH_HTTP_PORT/$CH_TCP_PORT taken by a process services.sh did not start, and it does not answer as ClickHouse"
+    say "clickhouse: using the server already running on 127.0.0.1:$CH_HTTP_PORT (not started by services.sh)"
+    return 0
+  fi
+  need clickhouse-server clickhouse-server clickhouse-client
+  need curl curl
+  ch_write_config
+  say "clickhouse: starting (log $CH_LOG)"
+  rm -f "$CH_PID"
+  # --daemon forks and writes the pid file itself; cd so that nothing lands in
+  # the caller's directory.
+  (cd "$CH_DIR" && clickhouse-server --config-file="$CH_DIR/config.xml" --pid-file="$CH_PID" --daemon \
+    </dev/null >>"$CH_DIR/log/stdout.log" 2>&1 9>&-) \
+    || { tail -n 20 "$CH_ERRLOG" >&2 2>/dev/null; die "clickhouse: clickhouse-server failed to start; see $CH_ERRLOG"; }
+  local i
+  for ((i = 0; i < 50; i++)); do [ -s "$CH_PID" ] && break; sleep 0.1; done
+  wait_ready clickhouse "$CH_ERRLOG" ch_ready "$CH_PID" "$CH_DIR/config.xml"
+}
+
+ch_down() { stop_pid clickhouse "$CH_PID" "$CH_DIR/config.xml"; }
+
+ch_status() {
+  local state=down version=- who=- pid
+  if ch_ready; then
+    state=up
+    version=$(ch_query 'SELECT version()')
+    if pid=$(ch_ours); then who="services.sh (pid $pid)"; else who=external; fi
+  elif pid=$(ch_ours); then
+    state=starting; who="services.sh (pid $pid)"
+  fi
+  status_line clickhouse "$state" "http://127.0.0.1:$CH_HTTP_PORT tcp:$CH_TCP_PORT" "$version" "$who"
+}
+
+# ---------------------------------------------------------------- redis
+
+redis_ping() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+redis_ours() { live_pid "$REDIS_PID" "redis-server 127.0.0.1:$REDIS_PORT"; }
+
+redis_up() {
+  need redis-cli redis-tools
+  if redis_ping; then
+    redis_ours >/dev/null || say "$REDIS_NAME: using the Redis already running on 127.0.0.1:$REDIS_PORT (not started by services.sh)"
+    return 0
+  fi
+  need redis-server redis-server
+  mkdir -p "$SVC_DIR"
+  say "$REDIS_NAME: starting on 127.0.0.1:$REDIS_PORT (log $REDIS_LOG)"
+  rm -f "$REDIS_PID"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir "$SVC_DIR" --logfile "$REDIS_LOG" --pidfile "$REDIS_PID" </dev/null >/dev/null 2>&1 9>&- \
+    || die "$REDIS_NAME: redis-server failed to start; see $REDIS_LOG"
+  local i
+  for ((i = 0; i < 50; i++)); do [ -s "$REDIS_PID" ] && break; sleep 0.1; done
+  wait_ready "$REDIS_NAME" "$REDIS_LOG" redis_ping "$REDIS_PID" "redis-server 127.0.0.1:$REDIS_PORT"
+}
+
+redis_down() { stop_pid "$REDIS_NAME" "$REDIS_PID" "redis-server 127.0.0.1:$REDIS_PORT"; }
+
+redis_status() {
+  local state=down version=- who=- pid
+  if command -v redis-cli >/dev/null && redis_ping; then
+    state=up
+    version=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info server | tr -d '\r' | sed -n 's/^redis_version://p')
+    if pid=$(redis_ours); then who="services.sh (pid $pid)"; else who=external; fi
+  fi
+  status_line "$REDIS_NAME" "$state" "redis://127.0.0.1:$REDIS_PORT" "$version" "$who"
+}
+
+# ----------------------------------------------------------------- main
+
+status_line() { printf '%-11s %-8s %-34s %-10s %s\n' "$@"; }
+
+# A service that answers but was not started here belongs to the machine (e.g.
+# its own Redis): `down` leaves it running. Named explicitly, that is an error,
+# so a fault test that means to stop the service cannot silently pass.
+is_external() {
+  case $1 in
+    kafka) ! kafka_ours >/dev/null && port_open "$KAFKA_PORT" ;;
+    clickhouse) ! ch_ours >/dev/null && port_open "$CH_HTTP_PORT" ;;
+    redis) ! redis_ours >/dev/null && command -v redis-cli >/dev/null && redis_ping ;;
+  esac
+}
+
+fn_prefix() { case $1 in clickhouse) printf ch ;; *) printf '%s' "$1" ;; esac; }
+
+usage() { die "usage: scripts/services.sh up|down|status [${ALL_SERVICES[*]// /|} ...]"; }
+
+main() {
+  [ $# -ge 1 ] || usage
+  local cmd=$1 explicit=1 name
+  shift
+  if [ $# -eq 0 ]; then set -- "${ALL_SERVICES[@]}"; explicit=0; fi
+  for name in "$@"; do
+    case $name in kafka | clickhouse | redis) ;; *) die "unknown service '$name' (known: ${ALL_SERVICES[*]})" ;; esac
+  done
+  case $cmd in
+    up | down)
+      mkdir -p "$SVC_DIR"
+      # One `up`/`down` at a time: test runners and people may call this concurrently.
+      exec 9>"$SVC_DIR/.lock"
+      flock -w "$TIMEOUT" 9 || die "another services.sh held $SVC_DIR/.lock for ${TIMEOUT}s"
+      ;;
+  esac
+  case $cmd in
+    up) for name in "$@"; do "$(fn_prefix "$name")_up"; done ;;
+    down)
+      local refused=0
+      for name in "$@"; do
+        if is_external "$name"; then
+          say "$name: left running (not started by services.sh)"
+          [ "$explicit" = 1 ] && refused=1
+          continue
+        fi
+        "$(fn_prefix "$name")_down"
+      done
+      [ "$refused" = 0 ] || die "refused to stop a service that services.sh did not start"
+      ;;
+    status)
+      for name in "$@"; do "$(fn_prefix "$name")_status"; done ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"
