@@ -119,7 +119,18 @@ kafka_probe() {
       --bootstrap-server "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
   fi
 }
-kafka_ready() { port_open "$KAFKA_PORT" && kafka_probe; }
+kafka_ready() { port_open "$KAFKA_PORT" && kafka_probe >/dev/null; }
+
+# Cheap check for a broker we already saw ready: an ApiVersions v0 request
+# (api key 18, correlation id 1, client id "fg") must come back as a response
+# frame carrying correlation id 1. No JVM or Node start, so `up` stays fast.
+kafka_answers() {
+  local reply
+  reply=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT
+    printf '\\x00\\x00\\x00\\x0c\\x00\\x12\\x00\\x00\\x00\\x00\\x00\\x01\\x00\\x02fg' >&3
+    head -c 8 <&3" 2>/dev/null | od -An -tx1 | tr -d ' \n') || return 1
+  [ "${reply:8:8}" = 00000001 ]
+}
 
 kafka_fetch_jars() {
   local stamp want
@@ -182,9 +193,8 @@ EOF
 }
 
 kafka_up() {
-  local pid
-  if pid=$(kafka_ours); then
-    kafka_ready || wait_ready kafka "$KAFKA_LOG" kafka_ready "$KAFKA_PID" "$KAFKA_DIR/server.properties"
+  if kafka_ours >/dev/null; then
+    kafka_answers || wait_ready kafka "$KAFKA_LOG" kafka_ready "$KAFKA_PID" "$KAFKA_DIR/server.properties"
     return 0
   fi
   if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
