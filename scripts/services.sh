@@ -395,7 +395,8 @@ redis_status() {
 
 # ----------------------------------------------------------------- main
 
-status_line() { printf '%-11s %-8s %-34s %-10s %s\n' "$@"; }
+# Columns are separated by at least two spaces, so a reader can split on that.
+status_line() { printf '%-10s  %-8s  %-32s  %-9s  %s\n' "$@"; }
 
 # A service that answers but was not started here belongs to the machine (e.g.
 # its own Redis): `down` leaves it running. Named explicitly, that is an error,

@@ -3,6 +3,9 @@
 // what kafkajs (the client floodgate uses) needs. Exit 0 and one JSON line when
 // it answers, exit 1 with the reason on stderr otherwise.
 import { createRequire } from 'node:module';
+import process from 'node:process';
+import { setTimeout } from 'node:timers';
+import { URL } from 'node:url';
 
 const require = createRequire(new URL('../../package.json', import.meta.url));
 const { Kafka, logLevel } = require('kafkajs');

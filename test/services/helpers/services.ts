@@ -1,0 +1,76 @@
+// What the real-service suites connect to, and a handle on scripts/services.sh
+// for the fault tests that stop and start a service. The addresses default to
+// the loopback services that `bash scripts/services.sh up` starts; the
+// FLOODGATE_TEST_* variables point a run at other servers.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+
+export const REPO_ROOT = join(import.meta.dirname, '..', '..', '..');
+export const SERVICES_SCRIPT = join(REPO_ROOT, 'scripts', 'services.sh');
+
+/** FLOODGATE_TEST_KAFKA: comma-separated host:port list. */
+export const KAFKA_BROKERS: string[] = (process.env.FLOODGATE_TEST_KAFKA ?? '127.0.0.1:9092')
+  .split(',')
+  .map((b) => b.trim())
+  .filter((b) => b !== '');
+export const CLICKHOUSE_URL = process.env.FLOODGATE_TEST_CLICKHOUSE ?? 'http://127.0.0.1:8123';
+export const REDIS_URL = process.env.FLOODGATE_TEST_REDIS ?? 'redis://127.0.0.1:6379';
+
+export type ServiceName = 'kafka' | 'clickhouse' | 'redis';
+export type ServiceAction = 'up' | 'down' | 'status';
+
+export interface ServiceCtlResult {
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/**
+ * Run `scripts/services.sh <action> [names]` and wait for it. Rejects with the
+ * script's stderr (which names the service and its log file) when it fails.
+ * Starting a cold broker can take a while on a loaded 2-core machine, hence
+ * the long default timeout.
+ */
+export function serviceCtl(action: ServiceAction, name?: ServiceName | ServiceName[], timeoutMs = 300_000): Promise<ServiceCtlResult> {
+  const names = name === undefined ? [] : Array.isArray(name) ? name : [name];
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    execFile('bash', [SERVICES_SCRIPT, action, ...names], { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const ms = performance.now() - started;
+      if (err) {
+        reject(new Error(`services.sh ${[action, ...names].join(' ')} failed after ${Math.round(ms)} ms: ${err.message}\n${stderr}`));
+        return;
+      }
+      resolve({ stdout, stderr, ms });
+    });
+  });
+}
+
+export interface ServiceStatus {
+  name: string;
+  state: 'up' | 'down' | 'starting';
+  version: string;
+  /** 'services.sh' when this script started it, 'external' when it was already running. */
+  startedBy: 'services.sh' | 'external' | '-';
+  pid: number | undefined;
+}
+
+/** One record per line of `services.sh status` (columns are separated by two or more spaces). */
+export function parseStatus(stdout: string): Map<string, ServiceStatus> {
+  const out = new Map<string, ServiceStatus>();
+  for (const line of stdout.split('\n')) {
+    const cols = line.trim().split(/\s{2,}/);
+    if (cols.length !== 5) continue;
+    const [name, state, , version, who] = cols as [string, string, string, string, string];
+    if (state !== 'up' && state !== 'down' && state !== 'starting') continue;
+    const pid = /^services\.sh \(pid (\d+)\)$/.exec(who)?.[1];
+    out.set(name, {
+      name,
+      state,
+      version,
+      startedBy: pid !== undefined ? 'services.sh' : who === 'external' ? 'external' : '-',
+      pid: pid === undefined ? undefined : Number(pid),
+    });
+  }
+  return out;
+}
