@@ -5,6 +5,12 @@
  * `commandTimeoutMs`, then fail with FG_REDIS_UNAVAILABLE. The client itself
  * never gives up reconnecting, so once Redis is back the same client works.
  *
+ * A command that timed out while queued for a reconnect may still be sent
+ * once Redis is back (ioredis cannot take it out of its queue). Every write
+ * in src/redis is safe to apply late: snapshots compare offsets, a lease
+ * claim is re-entrant for its owner and expires, a budget spend only makes
+ * the budget stricter.
+ *
  * The password comes from the environment variable named by
  * `redis.passwordEnv`; it is handed to ioredis and nowhere else (no log line,
  * no error message carries it).
