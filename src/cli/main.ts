@@ -10,11 +10,15 @@ import { demoCommand, demoHelp } from './demo-command.js';
 import { parseCommand, parseHelp } from './parse-command.js';
 import { replayCommand, replayHelp } from './replay-command.js';
 import { runCommand, runHelp } from './run-command.js';
+import { shipCommand, shipHelp } from './ship-command.js';
+import { detectCommand, detectHelp } from './detect-command.js';
 
 const commands: Record<string, { run: (argv: string[]) => Promise<number>; help: string; summary: string }> = {
   parse: { run: parseCommand, help: parseHelp, summary: 'parse logs into events (and messages) as JSON lines' },
   replay: { run: replayCommand, help: replayHelp, summary: 'run every detector and the policy over finished log files' },
   run: { run: runCommand, help: runHelp, summary: 'follow logs live: detect, act, store, serve the API (exactly-once across restarts)' },
+  ship: { run: shipCommand, help: shipHelp, summary: 'distributed: follow logs and produce their lines to Kafka' },
+  detect: { run: detectCommand, help: detectHelp, summary: 'distributed: a Kafka consumer-group worker: parse, detect, store in ClickHouse, act once' },
   config: { run: configCommand, help: configHelp, summary: 'print the config JSON Schema, or check a config file' },
   demo: { run: demoCommand, help: demoHelp, summary: 'run on the bundled demo log and explain what it shows' },
 };

@@ -89,8 +89,8 @@ export interface RoutedItem {
   route: { kind: RouteKind; key: string };
   /** The first route of an item: the copy that is stored (ClickHouse rows are written once per item). */
   primary: boolean;
-  /** Deterministic id of the event/message (ClickHouse dedup key). */
-  id: string;
+  /** For an event: its index among its line's events (part of its stored identity). */
+  n?: number;
   event?: Event;
   message?: Message;
 }
@@ -99,7 +99,7 @@ interface WireItem {
   r: 'a' | 'i' | 'h';
   k: string;
   p?: 1;
-  id: string;
+  n?: number;
   e?: Event;
   m?: Message;
 }
@@ -111,7 +111,8 @@ export function encodeItems(items: readonly RoutedItem[]): Buffer {
   const parts = new Array<string>(items.length);
   for (let i = 0; i < items.length; i++) {
     const it = items[i]!;
-    const w: WireItem = { r: kindToTag[it.route.kind], k: it.route.key, id: it.id };
+    const w: WireItem = { r: kindToTag[it.route.kind], k: it.route.key };
+    if (it.n !== undefined) w.n = it.n;
     if (it.primary) w.p = 1;
     if (it.event) w.e = it.event;
     else if (it.message) w.m = it.message;
@@ -134,11 +135,12 @@ export function decodeItems(buf: Buffer, bad: (reason: string, line: string) => 
       continue;
     }
     const kind = w && typeof w === 'object' ? tagToKind[w.r] : undefined;
-    if (kind === undefined || typeof w.k !== 'string' || typeof w.id !== 'string' || (w.e === undefined) === (w.m === undefined)) {
+    if (kind === undefined || typeof w.k !== 'string' || (w.n !== undefined && typeof w.n !== 'number') || (w.e === undefined) === (w.m === undefined)) {
       bad('not a routed item', line);
       continue;
     }
-    const it: RoutedItem = { route: { kind, key: w.k }, primary: w.p === 1, id: w.id };
+    const it: RoutedItem = { route: { kind, key: w.k }, primary: w.p === 1 };
+    if (w.n !== undefined) it.n = w.n;
     if (w.e) it.event = w.e;
     else it.message = w.m;
     out.push(it);

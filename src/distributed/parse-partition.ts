@@ -1,0 +1,166 @@
+/**
+ * The parse stage's state for one partition of the lines topic: envelope
+ * contexts per source file, the correlator (a partition holds whole hosts,
+ * so a message's lines are all here) and, per source, the next byte offset
+ * expected, so a batch the shipper sends twice (crash between the broker's
+ * ack and its state file) is counted once. Pure: no Kafka, no clock.
+ *
+ * Output order per event matches the standalone pipeline: the messages that
+ * pushing an event into the correlator completes come before the event.
+ */
+import type { Event } from '../core/events.js';
+import { Correlator, type CorrelatorSnapshot } from '../correlator/correlator.js';
+import type { Message } from '../correlator/message.js';
+import type { EnvelopeContext } from '../envelope/envelope.js';
+import { YearInferrer } from '../envelope/year.js';
+import type { ZoneClock } from '../envelope/zone.js';
+import { LineParser } from '../pipeline/line-parser.js';
+import { emptyStats, type ParseStats } from '../pipeline/stats.js';
+import { routesOf } from '../detect/route.js';
+import type { LineChunk, RoutedItem } from './wire.js';
+
+/** Sources remembered for duplicate suppression; old rotated files fall out first. */
+const MAX_SOURCES = 4096;
+
+export interface ParsePartitionOptions {
+  zone: ZoneClock;
+  idleTimeoutMs: number;
+  maxEntries: number;
+}
+
+export interface ParsePartitionSnapshot {
+  v: 1;
+  correlator: CorrelatorSnapshot;
+  /** [source, next offset, year state] in least-recently-used order. */
+  sources: [string, number, { year: number; lastMonth: number } | null][];
+  stats: ParseStats;
+  duplicates: number;
+}
+
+interface SourceState {
+  next: number;
+  ctx: EnvelopeContext | undefined;
+  /** Year inference state restored from a snapshot, applied when the context is rebuilt. */
+  year?: { year: number; lastMonth: number };
+}
+
+export interface Malformed {
+  file: string;
+  offset: number;
+  line: string;
+}
+
+export class ParsePartition {
+  readonly stats: ParseStats = emptyStats();
+  duplicates = 0;
+  private readonly parser = new LineParser(this.stats);
+  private readonly correlator: Correlator;
+  private readonly sources = new Map<string, SourceState>();
+  private readonly zone: ZoneClock;
+  private out: RoutedItem[] = [];
+  private readonly events: Event[] = [];
+  private readonly malformed: Malformed[] = [];
+
+  constructor(o: ParsePartitionOptions) {
+    this.zone = o.zone;
+    this.correlator = new Correlator((m) => this.route(undefined, m, undefined), { idleTimeoutMs: o.idleTimeoutMs, maxEntries: o.maxEntries });
+  }
+
+  /** Parse a chunk; its items accumulate until takeOutput(). */
+  feed(chunk: LineChunk): void {
+    const src = this.source(chunk);
+    const events = this.events;
+    for (let i = 0; i < chunk.lines.length; i++) {
+      const offset = chunk.offsets[i]!;
+      if (offset < src.next) {
+        this.duplicates++;
+        continue;
+      }
+      const line = chunk.lines[i]!;
+      // Offsets only grow within a source, so "after this line's start" is enough to spot a re-sent line.
+      src.next = offset + 1;
+      events.length = 0;
+      const rec = this.parser.envelope(line, offset, src.ctx!);
+      if (rec === undefined) {
+        if (this.malformed.length < 20) this.malformed.push({ file: chunk.file, offset, line: line.slice(0, 2048) });
+        continue;
+      }
+      this.parser.dispatchRecord(rec, events);
+      for (let j = 0; j < events.length; j++) {
+        const e = events[j]!;
+        this.correlator.push(e);
+        this.route(e, undefined, j);
+      }
+    }
+  }
+
+  /** Items produced since the last call, in order. */
+  takeOutput(): RoutedItem[] {
+    const o = this.out;
+    this.out = [];
+    return o;
+  }
+
+  /** Samples of malformed lines since the last call (at most 20), for the dead-letter topic. */
+  takeMalformed(): Malformed[] {
+    return this.malformed.splice(0, this.malformed.length);
+  }
+
+  /** End of all input (tests, replays): finish open messages. */
+  flush(): void {
+    this.correlator.flush();
+  }
+
+  private route(e: Event | undefined, m: Message | undefined, n: number | undefined): void {
+    const routes = routesOf((e ?? m)!);
+    for (let i = 0; i < routes.length; i++) {
+      const it: RoutedItem = { route: routes[i]!, primary: i === 0 };
+      if (n !== undefined) it.n = n;
+      if (e) it.event = e;
+      else it.message = m;
+      this.out.push(it);
+    }
+  }
+
+  private source(chunk: LineChunk): SourceState {
+    let s = this.sources.get(chunk.source);
+    if (s !== undefined) {
+      // Most recently used last: eviction takes the first.
+      this.sources.delete(chunk.source);
+      this.sources.set(chunk.source, s);
+    } else {
+      s = { next: 0, ctx: undefined };
+      this.sources.set(chunk.source, s);
+      if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value!);
+    }
+    if (s.ctx === undefined) {
+      s.ctx = this.context(chunk, s.year);
+      delete s.year;
+    }
+    return s;
+  }
+
+  private context(chunk: Pick<LineChunk, 'format' | 'mtime' | 'host' | 'file'>, year: { year: number; lastMonth: number } | null | undefined): EnvelopeContext {
+    const years = new YearInferrer(chunk.mtime);
+    if (year) years.restoreState(year);
+    return { format: chunk.format, zone: this.zone, years, defaultHost: chunk.host, file: chunk.file };
+  }
+
+  snapshot(): ParsePartitionSnapshot {
+    const sources: ParsePartitionSnapshot['sources'] = [];
+    for (const [k, s] of this.sources) sources.push([k, s.next, s.ctx ? s.ctx.years.state() : (s.year ?? null)]);
+    return { v: 1, correlator: this.correlator.snapshot(), sources, stats: structuredClone(this.stats), duplicates: this.duplicates };
+  }
+
+  /**
+   * Continue from snapshot(). Envelope contexts come back with their year
+   * state; their format/host/file are taken from the next chunk of the source.
+   */
+  restore(s: ParsePartitionSnapshot): void {
+    this.correlator.restore(s.correlator);
+    this.sources.clear();
+    for (const [k, next, year] of s.sources) this.sources.set(k, { next, ctx: undefined, ...(year ? { year } : {}) });
+    Object.assign(this.stats, s.stats);
+    this.duplicates = s.duplicates;
+  }
+}

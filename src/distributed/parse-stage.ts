@@ -1,0 +1,250 @@
+/**
+ * Stage A of `floodgate detect`: consumes the lines topic (keyed by host),
+ * parses and correlates per partition, and re-keys the events and correlated
+ * messages by entity onto the events topic, so that each account's and each
+ * IP's windows live in one worker of stage B.
+ *
+ * Exactly once into the events topic: the items of a batch, its dead-letter
+ * samples and the consumer offset are committed in one Kafka transaction.
+ * The parse state (correlator, envelope contexts) is checkpointed to Redis
+ * right after a commit, with the offset it reflects. A partition that moves
+ * to this worker (rebalance, or a restart after kill -9) is restored from its
+ * checkpoint and the records between the checkpoint and the committed offset
+ * are parsed again silently: they rebuild open messages but their items were
+ * already committed, so they are not produced twice.
+ */
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import type { FloodgateConfig } from '../config/config.js';
+import type { ZoneClock } from '../envelope/zone.js';
+import type { PartitionSnapshots } from '../redis/snapshots.js';
+import { partitionFor } from './kafka.js';
+import type { Logger } from './log.js';
+import { ParsePartition, type ParsePartitionSnapshot } from './parse-partition.js';
+import { routeKey } from '../detect/route.js';
+import { decodeChunk, encodeItems, type RoutedItem } from './wire.js';
+
+export interface ParseStageMetrics {
+  records: number;
+  lines: number;
+  items: number;
+  duplicateLines: number;
+  malformedLines: number;
+  deadLettered: number;
+  transactions: number;
+  transactionFailures: number;
+  silentRecords: number;
+  restores: number;
+  snapshots: number;
+  lastBatchLines: number;
+}
+
+interface PartState {
+  st: ParsePartition;
+  /** Next offset to process. */
+  next: bigint;
+  /** Records below this offset were already committed by an earlier owner: rebuild state, produce nothing. */
+  silentUntil: bigint;
+  /** Set while waiting for a seek to take effect. */
+  seekTo: bigint | undefined;
+  staleBatches: number;
+  lastSnapshotAt: number;
+  snapshotOffset: bigint;
+}
+
+export interface ParseStageOptions {
+  cfg: FloodgateConfig;
+  kafka: Kafka;
+  snapshots: PartitionSnapshots;
+  zone: ZoneClock;
+  log: Logger;
+  /** Stable per worker: the transactional id derives from it, so a restarted worker fences its dead predecessor at once. */
+  workerId: string;
+  eventPartitions: number;
+  now?: () => number;
+}
+
+export class ParseStage {
+  readonly metrics: ParseStageMetrics = { records: 0, lines: 0, items: 0, duplicateLines: 0, malformedLines: 0, deadLettered: 0, transactions: 0, transactionFailures: 0, silentRecords: 0, restores: 0, snapshots: 0, lastBatchLines: 0 };
+  private readonly o: ParseStageOptions;
+  private readonly consumer: Consumer;
+  private readonly producer: Producer;
+  private readonly groupId: string;
+  private readonly parts = new Map<number, PartState>();
+  private readonly now: () => number;
+
+  constructor(o: ParseStageOptions) {
+    this.o = o;
+    this.now = o.now ?? Date.now;
+    this.groupId = `${o.cfg.kafka.groupId}-parse`;
+    this.consumer = o.kafka.consumer({ groupId: this.groupId, sessionTimeout: 30_000, heartbeatInterval: 3000, maxBytesPerPartition: 8 << 20, readUncommitted: false });
+    this.producer = o.kafka.producer({
+      transactionalId: `${o.cfg.kafka.groupId}-parse-${o.workerId}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 30_000,
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.producer.connect();
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: this.o.cfg.kafka.topics.lines, fromBeginning: true });
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      const mine = new Set(e.payload.memberAssignment[this.o.cfg.kafka.topics.lines] ?? []);
+      for (const p of [...this.parts.keys()]) if (!mine.has(p)) this.parts.delete(p);
+      this.o.log.info({ stage: 'parse', partitions: [...mine] }, 'partitions assigned');
+    });
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: (b) => this.onBatch(b),
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer.disconnect().catch(() => undefined);
+    await this.producer.disconnect().catch(() => undefined);
+  }
+
+  private async open(partition: number, firstOffset: bigint): Promise<PartState> {
+    const cfg = this.o.cfg;
+    const st = new ParsePartition({ zone: this.o.zone, idleTimeoutMs: cfg.correlator.idleTimeoutMs, maxEntries: cfg.correlator.maxEntries });
+    const snap = await this.o.snapshots.load(this.groupId, cfg.kafka.topics.lines, partition);
+    // The batch starts at the committed offset (or the log start for a new group).
+    const committed = firstOffset;
+    let next = committed;
+    if (snap !== undefined) {
+      const at = BigInt(snap.offset);
+      if (at <= committed) {
+        st.restore(snap.state as ParsePartitionSnapshot);
+        next = at;
+        this.metrics.restores++;
+      } else {
+        this.o.log.warn({ stage: 'parse', partition, snapshot: snap.offset, committed: String(committed) }, 'checkpoint is ahead of the committed offset; starting fresh');
+      }
+    }
+    this.o.log.info({ stage: 'parse', partition, from: String(next), committed: String(committed), restored: snap !== undefined }, 'partition opened');
+    return { st, next, silentUntil: committed, seekTo: undefined, staleBatches: 0, lastSnapshotAt: this.now(), snapshotOffset: next };
+  }
+
+  private async onBatch({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
+    const partition = batch.partition;
+    const first = batch.messages[0];
+    if (first === undefined) return;
+    let ps = this.parts.get(partition);
+    if (ps === undefined) {
+      ps = await this.open(partition, BigInt(first.offset));
+      this.parts.set(partition, ps);
+    }
+    if (BigInt(first.offset) > ps.next) {
+      // The fetch began at the committed offset; our state is older: go back and rebuild.
+      if (ps.seekTo !== ps.next) {
+        ps.seekTo = ps.next;
+        ps.staleBatches = 0;
+        this.consumer.seek({ topic: batch.topic, partition, offset: String(ps.next) });
+        return;
+      }
+      if (++ps.staleBatches <= 3) return; // fetched before the seek took effect
+      // The seek landed past our checkpoint: retention removed those records. Go on from here.
+      this.o.log.warn({ stage: 'parse', partition, checkpoint: String(ps.next), logStart: first.offset }, 'records between the checkpoint and the log start are gone (retention); open messages may be incomplete');
+      ps.next = BigInt(first.offset);
+    }
+    ps.seekTo = undefined;
+
+    const outputs: RoutedItem[] = [];
+    const dead: { value: Buffer }[] = [];
+    let lines = 0;
+    let last: KafkaMessage | undefined;
+    for (const msg of batch.messages) {
+      if (!isRunning() || isStale()) break;
+      const off = BigInt(msg.offset);
+      if (off < ps.next) continue;
+      last = msg;
+      ps.next = off + 1n;
+      this.metrics.records++;
+      let chunk;
+      try {
+        chunk = decodeChunk(msg.value ?? Buffer.alloc(0));
+      } catch (e) {
+        dead.push({ value: Buffer.from(JSON.stringify({ stage: 'parse', reason: (e as Error).message, topic: batch.topic, partition, offset: msg.offset, sample: (msg.value ?? Buffer.alloc(0)).subarray(0, 512).toString('base64') })) });
+        continue;
+      }
+      lines += chunk.lines.length;
+      const dupBefore = ps.st.duplicates;
+      const malformedBefore = ps.st.stats.malformed;
+      ps.st.feed(chunk);
+      this.metrics.duplicateLines += ps.st.duplicates - dupBefore;
+      this.metrics.malformedLines += ps.st.stats.malformed - malformedBefore;
+      const items = ps.st.takeOutput();
+      const bad = ps.st.takeMalformed();
+      if (off < ps.silentUntil) {
+        this.metrics.silentRecords++;
+        continue;
+      }
+      for (const it of items) outputs.push(it);
+      for (const b of bad) dead.push({ value: Buffer.from(JSON.stringify({ stage: 'parse', reason: 'malformed line', file: b.file, offset: b.offset, line: b.line })) });
+    }
+    this.metrics.lines += lines;
+    this.metrics.lastBatchLines = lines;
+    if (last === undefined) return;
+
+    if (ps.next <= ps.silentUntil) {
+      resolveOffset(last.offset);
+      await heartbeat();
+      return;
+    }
+    try {
+      await this.commit(batch.topic, partition, ps.next, outputs, dead);
+    } catch (e) {
+      // Our state is ahead of what is committed: drop it; the partition is rebuilt from its checkpoint.
+      this.metrics.transactionFailures++;
+      this.parts.delete(partition);
+      this.o.log.warn({ stage: 'parse', partition, err: (e as Error).message }, 'transaction failed; partition will be rebuilt from its checkpoint');
+      throw e;
+    }
+    resolveOffset(last.offset);
+    this.metrics.items += outputs.length;
+    this.metrics.deadLettered += dead.length;
+    await heartbeat();
+    if (this.now() - ps.lastSnapshotAt >= this.o.cfg.redis.snapshotIntervalMs) await this.checkpoint(partition, ps);
+  }
+
+  private async commit(topic: string, partition: number, next: bigint, outputs: RoutedItem[], dead: { value: Buffer }[]): Promise<void> {
+    const byPartition = new Map<number, RoutedItem[]>();
+    for (const it of outputs) {
+      const p = partitionFor(routeKey(it.route), this.o.eventPartitions);
+      let list = byPartition.get(p);
+      if (!list) byPartition.set(p, (list = []));
+      list.push(it);
+    }
+    const cfg = this.o.cfg.kafka;
+    const txn = await this.producer.transaction();
+    try {
+      const topicMessages = [];
+      if (byPartition.size > 0) topicMessages.push({ topic: cfg.topics.events, messages: [...byPartition].map(([p, items]) => ({ partition: p, value: encodeItems(items) })) });
+      if (dead.length > 0) topicMessages.push({ topic: cfg.topics.deadLetter, messages: dead });
+      if (topicMessages.length > 0) await txn.sendBatch({ topicMessages, acks: -1 });
+      await txn.sendOffsets({ consumerGroupId: this.groupId, topics: [{ topic, partitions: [{ partition, offset: String(next) }] }] });
+      await txn.commit();
+      this.metrics.transactions++;
+    } catch (e) {
+      await txn.abort().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async checkpoint(partition: number, ps: PartState): Promise<void> {
+    ps.lastSnapshotAt = this.now();
+    try {
+      const r = await this.o.snapshots.save(this.groupId, this.o.cfg.kafka.topics.lines, partition, { offset: String(ps.next), state: ps.st.snapshot() });
+      if (r.saved) {
+        ps.snapshotOffset = ps.next;
+        this.metrics.snapshots++;
+      }
+    } catch (e) {
+      // Not fatal: the next checkpoint retries; a restore replays a bit more.
+      this.o.log.warn({ stage: 'parse', partition, err: (e as Error).message }, 'checkpoint failed');
+    }
+  }
+}
