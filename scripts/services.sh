@@ -10,8 +10,11 @@
 # - status: one line per service: up/down, address, version, who started it.
 #
 # State lives in ${FLOODGATE_SERVICES_DIR:-<repo>/.services}.
-# FLOODGATE_SERVICES_TIMEOUT (s, default 180) bounds each wait;
-# FLOODGATE_REDIS_PORT (default 6379) picks the Redis port.
+# FLOODGATE_SERVICES_TIMEOUT (s, default 180) bounds each wait. The ports can
+# be moved (FLOODGATE_KAFKA_PORT, FLOODGATE_KAFKA_CONTROLLER_PORT,
+# FLOODGATE_CLICKHOUSE_HTTP_PORT, FLOODGATE_CLICKHOUSE_TCP_PORT,
+# FLOODGATE_REDIS_PORT) to run a second, private set next to the shared one,
+# e.g. for a test that stops a service; give that set its own services dir.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,24 +22,23 @@ SVC_DIR=${FLOODGATE_SERVICES_DIR:-$ROOT/.services}
 TIMEOUT=${FLOODGATE_SERVICES_TIMEOUT:-180}
 ALL_SERVICES=(kafka clickhouse redis)
 
-KAFKA_PORT=9092
-KAFKA_CONTROLLER_PORT=9093
+KAFKA_PORT=${FLOODGATE_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${FLOODGATE_KAFKA_CONTROLLER_PORT:-9093}
 KAFKA_POM=$ROOT/scripts/kafka/pom.xml
 KAFKA_DIR=$SVC_DIR/kafka
 KAFKA_PID=$KAFKA_DIR/kafka.pid
 KAFKA_LOG=$KAFKA_DIR/kafka.log
 
-CH_HTTP_PORT=8123
-CH_TCP_PORT=9000
+CH_HTTP_PORT=${FLOODGATE_CLICKHOUSE_HTTP_PORT:-8123}
+CH_TCP_PORT=${FLOODGATE_CLICKHOUSE_TCP_PORT:-9000}
 CH_DIR=$SVC_DIR/clickhouse
 CH_PID=$CH_DIR/clickhouse.pid
 CH_LOG=$CH_DIR/log/clickhouse-server.log
 CH_ERRLOG=$CH_DIR/log/clickhouse-server.err.log
 
 REDIS_PORT=${FLOODGATE_REDIS_PORT:-6379}
-if [ "$REDIS_PORT" = 6379 ]; then REDIS_NAME=redis; else REDIS_NAME=redis-$REDIS_PORT; fi
-REDIS_PID=$SVC_DIR/$REDIS_NAME.pid
-REDIS_LOG=$SVC_DIR/$REDIS_NAME.log
+REDIS_PID=$SVC_DIR/redis.pid
+REDIS_LOG=$SVC_DIR/redis.log
 
 say() { printf 'services: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -366,22 +368,22 @@ redis_ours() { live_pid "$REDIS_PID" "redis-server 127.0.0.1:$REDIS_PORT"; }
 redis_up() {
   need redis-cli redis-tools
   if redis_ping; then
-    redis_ours >/dev/null || say "$REDIS_NAME: using the Redis already running on 127.0.0.1:$REDIS_PORT (not started by services.sh)"
+    redis_ours >/dev/null || say "redis: using the Redis already running on 127.0.0.1:$REDIS_PORT (not started by services.sh)"
     return 0
   fi
   need redis-server redis-server
   mkdir -p "$SVC_DIR"
-  say "$REDIS_NAME: starting on 127.0.0.1:$REDIS_PORT (log $REDIS_LOG)"
+  say "redis: starting on 127.0.0.1:$REDIS_PORT (log $REDIS_LOG)"
   rm -f "$REDIS_PID"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
     --dir "$SVC_DIR" --logfile "$REDIS_LOG" --pidfile "$REDIS_PID" </dev/null >/dev/null 2>&1 9>&- \
-    || die "$REDIS_NAME: redis-server failed to start; see $REDIS_LOG"
+    || die "redis: redis-server failed to start; see $REDIS_LOG"
   local i
   for ((i = 0; i < 50; i++)); do [ -s "$REDIS_PID" ] && break; sleep 0.1; done
-  wait_ready "$REDIS_NAME" "$REDIS_LOG" redis_ping "$REDIS_PID" "redis-server 127.0.0.1:$REDIS_PORT"
+  wait_ready redis "$REDIS_LOG" redis_ping "$REDIS_PID" "redis-server 127.0.0.1:$REDIS_PORT"
 }
 
-redis_down() { stop_pid "$REDIS_NAME" "$REDIS_PID" "redis-server 127.0.0.1:$REDIS_PORT"; }
+redis_down() { stop_pid redis "$REDIS_PID" "redis-server 127.0.0.1:$REDIS_PORT"; }
 
 redis_status() {
   local state=down version=- who=- pid
@@ -390,7 +392,7 @@ redis_status() {
     version=$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info server | tr -d '\r' | sed -n 's/^redis_version://p')
     if pid=$(redis_ours); then who="services.sh (pid $pid)"; else who=external; fi
   fi
-  status_line "$REDIS_NAME" "$state" "redis://127.0.0.1:$REDIS_PORT" "$version" "$who"
+  status_line redis "$state" "redis://127.0.0.1:$REDIS_PORT" "$version" "$who"
 }
 
 # ----------------------------------------------------------------- main
