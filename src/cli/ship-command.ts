@@ -3,6 +3,7 @@
  * their lines to Kafka (distributed mode; see src/distributed/ship.ts).
  */
 import { parseArgs } from 'node:util';
+import { Partitioners } from 'kafkajs';
 import { loadConfig } from '../config/config.js';
 import { FloodgateError } from '../core/errors.js';
 import { createKafka, ensureTopics } from '../distributed/kafka.js';
@@ -65,7 +66,7 @@ export async function shipCommand(argv: string[]): Promise<number> {
   } finally {
     await admin.disconnect();
   }
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   const shipper = new Shipper({ cfg, producer, log, ...(values.host ? { host: values.host } : {}), ...(pollMs ? { pollMs } : {}) });
   await shipper.start();

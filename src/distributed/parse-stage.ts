@@ -13,7 +13,7 @@
  * are parsed again silently: they rebuild open messages but their items were
  * already committed, so they are not produced twice.
  */
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import { CompressionTypes, Partitioners, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type { FloodgateConfig } from '../config/config.js';
 import type { ZoneClock } from '../envelope/zone.js';
 import type { PartitionSnapshots } from '../redis/snapshots.js';
@@ -82,6 +82,7 @@ export class ParseStage {
       idempotent: true,
       maxInFlightRequests: 1,
       transactionTimeout: 30_000,
+      createPartitioner: Partitioners.DefaultPartitioner,
     });
   }
 
@@ -222,9 +223,9 @@ export class ParseStage {
     const txn = await this.producer.transaction();
     try {
       const topicMessages = [];
-      if (byPartition.size > 0) topicMessages.push({ topic: cfg.topics.events, messages: [...byPartition].map(([p, items]) => ({ partition: p, value: encodeItems(items) })) });
+      if (byPartition.size > 0) topicMessages.push({ topic: cfg.topics.events, messages: [...byPartition].flatMap(([p, items]) => encodeItems(items).map((value) => ({ partition: p, value }))) });
       if (dead.length > 0) topicMessages.push({ topic: cfg.topics.deadLetter, messages: dead });
-      if (topicMessages.length > 0) await txn.sendBatch({ topicMessages, acks: -1 });
+      if (topicMessages.length > 0) await txn.sendBatch({ topicMessages, acks: -1, compression: cfg.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None });
       await txn.sendOffsets({ consumerGroupId: this.groupId, topics: [{ topic, partitions: [{ partition, offset: String(next) }] }] });
       await txn.commit();
       this.metrics.transactions++;

@@ -107,18 +107,35 @@ interface WireItem {
 const kindToTag = { account: 'a', ip: 'i', host: 'h' } as const;
 const tagToKind = { a: 'account', i: 'ip', h: 'host' } as const;
 
-export function encodeItems(items: readonly RoutedItem[]): Buffer {
-  const parts = new Array<string>(items.length);
+/**
+ * Items as JSON lines, cut into records of at most `maxBytes` (about: one
+ * item may exceed it alone) so no record hits the broker's message size limit.
+ */
+export function encodeItems(items: readonly RoutedItem[], maxBytes = 256 * 1024): Buffer[] {
+  const out: Buffer[] = [];
+  let parts: string[] = [];
+  let size = 0;
   for (let i = 0; i < items.length; i++) {
-    const it = items[i]!;
-    const w: WireItem = { r: kindToTag[it.route.kind], k: it.route.key };
-    if (it.n !== undefined) w.n = it.n;
-    if (it.primary) w.p = 1;
-    if (it.event) w.e = it.event;
-    else if (it.message) w.m = it.message;
-    parts[i] = JSON.stringify(w);
+    const line = encodeItem(items[i]!);
+    if (parts.length > 0 && size + line.length > maxBytes) {
+      out.push(Buffer.from(parts.join('\n'), 'utf8'));
+      parts = [];
+      size = 0;
+    }
+    parts.push(line);
+    size += line.length + 1;
   }
-  return Buffer.from(parts.join('\n'), 'utf8');
+  if (parts.length > 0) out.push(Buffer.from(parts.join('\n'), 'utf8'));
+  return out;
+}
+
+function encodeItem(it: RoutedItem): string {
+  const w: WireItem = { r: kindToTag[it.route.kind], k: it.route.key };
+  if (it.n !== undefined) w.n = it.n;
+  if (it.primary) w.p = 1;
+  if (it.event) w.e = it.event;
+  else if (it.message) w.m = it.message;
+  return JSON.stringify(w);
 }
 
 /** Decodes what encodeItems wrote; a line that is not an item is passed to `bad` and skipped. */
