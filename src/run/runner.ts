@@ -28,7 +28,6 @@
  * merged by time as replay does), so cross-input interleaving may differ
  * between runs; every line still counts exactly once.
  */
-import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import type { ActionRecord, CommandRunner } from '../actions/index.js';
 import { createActionRunner, type ActionHook } from '../cli/actions-hook.js';
@@ -41,6 +40,7 @@ import type { ZoneClock } from '../envelope/zone.js';
 import { Follower, type FollowPosition } from '../input/follower.js';
 import { DetectPipeline, type PipelineSnapshot } from '../pipeline/detect-pipeline.js';
 import { envelopeContext } from '../pipeline/line-parser.js';
+import { decisionKey } from '../policy/decision-key.js';
 import type { Decision } from '../policy/policy.js';
 import type { Store } from '../store/store.js';
 import type { MetricFamily } from '../api/metrics.js';
@@ -99,12 +99,8 @@ interface PendingDecision {
   acted: boolean | null;
 }
 
-/** Deterministic identity of a decision: the same after a restart re-derives it. */
-export function decisionKey(d: Decision): string {
-  return createHash('sha1')
-    .update(JSON.stringify([d.entity.kind, d.entity.id, d.action, d.ts, d.score, [...d.detectors].sort()]))
-    .digest('hex');
-}
+// Moved to src/policy/decision-key.ts (ClickHouse rows use it too); re-exported for existing importers.
+export { decisionKey };
 
 function fmtErr(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
