@@ -147,7 +147,7 @@ kafka_fetch_jars() {
     -DoutputDirectory="$KAFKA_DIR/libs.new" -DincludeScope=runtime >&2 \
     || die "mvn could not fetch the Kafka jars (pom: $KAFKA_POM)"
   printf '%s\n' "$want" >"$KAFKA_DIR/libs.new/.pom.sha256"
-  rm -rf "$KAFKA_DIR/libs"
+  rm -rf "$KAFKA_DIR/libs" "$KAFKA_DIR/kafka.jsa"
   mv "$KAFKA_DIR/libs.new" "$KAFKA_DIR/libs"
 }
 
@@ -216,9 +216,14 @@ kafka_up() {
       || { tail -n 20 "$KAFKA_DIR/kafka.out" >&2; die "kafka: formatting storage failed; see $KAFKA_DIR/kafka.out"; }
   fi
   say "kafka: starting broker $(kafka_version) (log $KAFKA_LOG)"
+  # Class loading is most of the broker's start-up CPU: the first run records
+  # a class-data archive when it exits, later runs map it (about a quarter
+  # less CPU to ready, which matters for the tests that restart the broker).
+  local cds=(-XX:ArchiveClassesAtExit="$KAFKA_DIR/kafka.jsa")
+  [ -s "$KAFKA_DIR/kafka.jsa" ] && cds=(-XX:SharedArchiveFile="$KAFKA_DIR/kafka.jsa")
   # setsid: the broker must outlive the shell or test runner that started it;
   # 9>&- keeps our lock descriptor out of it.
-  setsid java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+  setsid java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true "${cds[@]}" \
     -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" -Dkafka.logs.dir="$KAFKA_DIR" \
     -cp "$KAFKA_DIR/libs/*" kafka.Kafka "$KAFKA_DIR/server.properties" \
     </dev/null >>"$KAFKA_DIR/kafka.out" 2>&1 9>&- &
