@@ -12,6 +12,10 @@
  * Lock/unlock from the API is an operator's explicit request: the actuator
  * given here runs for real (not in dry-run), and records the action with the
  * token's name as `by`.
+ *
+ * The data comes through `ApiData` (the SQLite store of `floodgate run`, or
+ * ClickHouse for `floodgate api`); its methods and the policy's may be
+ * synchronous or asynchronous.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -19,7 +23,6 @@ import { z } from 'zod';
 import type { ActionRecord, Actuator } from '../actions/index.js';
 import { checkAccount } from '../actions/account.js';
 import type { ErrorCode } from '../core/errors.js';
-import type { Store } from '../store/store.js';
 
 export type Role = 'read' | 'act';
 
@@ -30,18 +33,45 @@ export interface ApiToken {
   token: string;
 }
 
+type MaybePromise<T> = T | Promise<T>;
+
+export interface ApiFindingQuery {
+  since?: number;
+  until?: number;
+  detector?: string;
+  account?: string;
+  limit: number;
+}
+
+/** What the API reads: implemented by the SQLite Store and by ClickhouseQueries. */
+export interface ApiData {
+  /** Newest first. */
+  findings(q: ApiFindingQuery): MaybePromise<readonly object[]>;
+  account(account: string, limit: number): MaybePromise<{ findings: readonly object[]; messages: readonly object[]; decisions: readonly object[]; actions: readonly object[] }>;
+  /** The latest successful lock/unlock: locked by a lock, dryRun when that lock was a dry run. */
+  lockState(account: string): MaybePromise<{ locked: boolean; dryRun: boolean }>;
+}
+
+/** A backing service /health reports on (distributed mode: ClickHouse, Redis). */
+export interface ServiceHealth {
+  reachable: boolean;
+  [detail: string]: unknown;
+}
+
 export interface ApiDeps {
-  store: Store;
+  store: ApiData;
   tokens: readonly ApiToken[];
   /** Runs operators' lock/unlock: must not be in dry-run. Its audit sink should store the records. */
   actuator: Actuator;
-  policy: { unlocked(account: string): void; lockedByOperator(account: string): void; isLocked(account: string): boolean };
+  policy: { unlocked(account: string): MaybePromise<void>; lockedByOperator(account: string): MaybePromise<void>; isLocked(account: string): MaybePromise<boolean> };
   /** Prometheus text. */
   metrics: () => string;
   /** Per-input status for /health. */
   inputs?: () => unknown[];
   /** Seconds since start. */
   uptime?: () => number;
+  /** Backing services for /health; any unreachable one makes it 503 `degraded`. */
+  services?: () => Promise<Record<string, ServiceHealth>>;
   /** Called after the API changed detection state (an unlock), so it is checkpointed. */
   onChange?: () => void;
 }
@@ -84,7 +114,12 @@ export const actionBody = z
   .strict();
 
 const errorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
-const healthSchema = z.object({ status: z.literal('ok'), uptime: z.number(), inputs: z.array(z.object({ path: z.string(), lines: z.number(), lagBytes: z.number().nullable(), rotations: z.number() })) });
+const healthSchema = z.object({
+  status: z.enum(['ok', 'degraded']),
+  uptime: z.number(),
+  inputs: z.array(z.object({ path: z.string(), lines: z.number(), lagBytes: z.number().nullable(), rotations: z.number() })),
+  services: z.record(z.string(), z.object({ reachable: z.boolean() }).loose()).optional(),
+});
 const anyList = z.array(z.record(z.string(), z.unknown()));
 const findingsResponse = z.object({ findings: anyList, count: z.number() });
 const accountResponse = z.object({ account: z.string(), locked: z.boolean(), lockedDryRun: z.boolean(), policyLocked: z.boolean(), findings: anyList, messages: anyList, decisions: anyList, actions: anyList });
@@ -154,7 +189,16 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'FG_API_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } }));
 
-  app.get('/health', async () => ({ status: 'ok', uptime: Math.round((deps.uptime?.() ?? process.uptime()) * 1000) / 1000, inputs: deps.inputs?.() ?? [] }));
+  app.get('/health', async (_req, reply) => {
+    const services = deps.services ? await deps.services() : undefined;
+    const ok = services === undefined || Object.values(services).every((s) => s.reachable);
+    return reply.code(ok ? 200 : 503).send({
+      status: ok ? 'ok' : 'degraded',
+      uptime: Math.round((deps.uptime?.() ?? process.uptime()) * 1000) / 1000,
+      inputs: deps.inputs?.() ?? [],
+      ...(services ? { services } : {}),
+    });
+  });
 
   app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(deps.metrics()));
 
@@ -162,7 +206,7 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     authenticate(req, 'read');
     const q = parseOr400(findingsQuery, req.query, 'query');
     const account = q.account === undefined ? undefined : validAccount(q.account);
-    const findings = deps.store.findings({ since: q.since, until: q.until, detector: q.detector, account, limit: q.limit ?? 100 });
+    const findings = await deps.store.findings({ since: q.since, until: q.until, detector: q.detector, account, limit: q.limit ?? 100 });
     return { findings, count: findings.length };
   });
 
@@ -170,9 +214,8 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     authenticate(req, 'read');
     const p = parseOr400(accountParams, req.params, 'path');
     const account = validAccount(p.account);
-    const data = deps.store.account(account, 100);
-    const st = deps.store.lockState(account);
-    return { account, locked: st.locked && !st.dryRun, lockedDryRun: st.locked && st.dryRun, policyLocked: deps.policy.isLocked(account), ...data };
+    const [data, st, policyLocked] = await Promise.all([deps.store.account(account, 100), deps.store.lockState(account), deps.policy.isLocked(account)]);
+    return { account, locked: st.locked && !st.dryRun, lockedDryRun: st.locked && st.dryRun, policyLocked, ...data };
   });
 
   const act = (verb: 'lock' | 'unlock') => async (req: FastifyRequest, reply: FastifyReply) => {
@@ -186,13 +229,13 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       const r = await deps.actuator.lock(account, reasons, who.name);
       records = [r.lock, ...r.followUps];
       if (r.lock.ok) {
-        deps.policy.lockedByOperator(account); // the policy must not lock it a second time
+        await deps.policy.lockedByOperator(account); // the policy must not lock it a second time
         deps.onChange?.();
       }
     } else {
       records = [await deps.actuator.unlock(account, who.name, reasons)];
       if (records[0]!.ok) {
-        deps.policy.unlocked(account);
+        await deps.policy.unlocked(account);
         deps.onChange?.();
       }
     }
@@ -240,7 +283,7 @@ export function openApiDocument(): Record<string, unknown> {
     info: { title: 'floodgate', version: '1', description: 'Findings, accounts and lock/unlock of a running floodgate.' },
     components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'a token from api.tokens; role read or act' } } },
     paths: {
-      '/health': { get: { summary: 'liveness and input lag', responses: { 200: json(healthSchema, 'ok') } } },
+      '/health': { get: { summary: 'liveness, input lag and backing services', responses: { 200: json(healthSchema, 'ok'), 503: json(healthSchema, 'a backing service (ClickHouse, Redis) is unreachable') } } },
       '/metrics': { get: { summary: 'Prometheus metrics (no account or IP labels)', responses: { 200: { description: 'text exposition', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
       '/findings': { get: { summary: 'findings, newest first', security: bearer, parameters: parameters(findingsQuery, 'query'), responses: { 200: json(findingsResponse, 'findings'), ...errors(400, 401) } } },
       '/accounts/{account}': { get: { summary: "an account's findings, messages, decisions, actions and lock state", security: bearer, parameters: parameters(accountParams, 'path'), responses: { 200: json(accountResponse, 'the account'), ...errors(400, 401) } } },
