@@ -88,19 +88,23 @@ wait_ready() {
   say "$name up in $((SECONDS - start))s"
 }
 
+# A process that has exited but not been reaped yet (a zombie: some
+# containers' pid 1 never reaps) counts as gone.
+running() { [ -r "/proc/$1/stat" ] && ! grep -qE '^[0-9]+ \(.*\) Z ' "/proc/$1/stat" 2>/dev/null; }
+
 # stop_pid NAME PIDFILE PATTERN: SIGTERM, wait for a clean exit, SIGKILL as a last resort.
 stop_pid() {
   local name=$1 pidfile=$2 pattern=$3 pid i
   pid=$(live_pid "$pidfile" "$pattern") || { rm -f "$pidfile"; return 0; }
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 600; i++)); do
-    [ -d "/proc/$pid" ] || break
+    running "$pid" || break
     sleep 0.1
   done
-  if [ -d "/proc/$pid" ]; then
+  if running "$pid"; then
     say "$name (pid $pid) ignored SIGTERM for 60s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
-    while [ -d "/proc/$pid" ]; do sleep 0.1; done
+    for ((i = 0; i < 100; i++)); do running "$pid" || break; sleep 0.1; done
   fi
   rm -f "$pidfile"
   say "$name stopped"
