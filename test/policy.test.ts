@@ -119,3 +119,115 @@ describe('policy and operators', () => {
     expect(p.onFinding(finding('op@example.com', 'send-flood', ['volume'], 95, t0 + 1))).toBeUndefined();
   });
 });
+
+describe('policy: corroborated volume and takeover', () => {
+  const MIN = 60_000;
+  const acct = 'c@example.com';
+  /** login-anomaly's "sent mail from a never-seen network" finding, its evidence the first login from it. */
+  const takeover = (score: number, ts = t0, evidenceTs = ts) => finding(acct, 'login-anomaly', ['new-network'], score, ts, { evidence: [{ file: 'mail.log', offset: n++ * 100, ts: evidenceTs }] });
+
+  it('locks as soon as anomalous volume follows a strong sign of takeover, scoring the pair c + v·(100 − c)/100', () => {
+    const p = policy();
+    // alone: 65 × 25% = 16, below the alert score
+    expect(p.onFinding(takeover(65))).toBeUndefined();
+    const d = p.onFinding(finding(acct, 'recipient-fanout', ['fanout'], 35, t0 + 86_000));
+    // the weighted sum would be 16 + 35 × 30% = 27: not even an alert
+    expect(d).toMatchObject({ action: 'lock', score: 77, ts: t0 + 86_000 }); // 65 + 35 × 0.35 = 77.25
+    expect(d!.reasons[0]).toBe('corroborated: recipient-fanout (fanout, score 35) 86 s after login-anomaly (new-network, score 65): risk 77 instead of the weighted 27');
+    expect(d!.signals.sort()).toEqual(['fanout', 'new-network']);
+  });
+
+  it('needs the corroborating finding at minScore: 59 stays below, 60 locks (60 + 30 × 0.4 = 72)', () => {
+    const below = policy();
+    below.onFinding(takeover(59));
+    expect(below.onFinding(finding(acct, 'send-flood', ['volume'], 30, t0 + MIN))?.action).not.toBe('lock');
+    const at = policy();
+    at.onFinding(takeover(60));
+    expect(at.onFinding(finding(acct, 'send-flood', ['volume'], 30, t0 + MIN))).toMatchObject({ action: 'lock', score: 72 });
+  });
+
+  it('needs the volume within withinMs after it: 30 min locks, 30 min + 1 s does not', () => {
+    const within = policy();
+    within.onFinding(takeover(65));
+    expect(within.onFinding(finding(acct, 'send-flood', ['volume'], 30, t0 + 30 * MIN))?.action).toBe('lock');
+    const late = policy();
+    late.onFinding(takeover(65));
+    expect(late.onFinding(finding(acct, 'send-flood', ['volume'], 30, t0 + 30 * MIN + 1000))?.action).not.toBe('lock');
+  });
+
+  it("never pairs with volume from before the takeover began: the owner's announcement, then a phone on a new network", () => {
+    const p = policy();
+    p.onFinding(finding(acct, 'send-flood', ['volume'], 48, t0)); // the announcement: alert at most
+    p.onFinding(takeover(65, t0 + 10 * MIN));
+    // the volume re-reports after the new network, but it began before it
+    const d = p.onFinding(finding(acct, 'send-flood', ['volume'], 73, t0 + 25 * MIN));
+    expect(d?.action).not.toBe('lock');
+    expect(p.isLocked(acct)).toBe(false);
+  });
+
+  it('a volume finding a little before the sign of takeover pairs when the takeover began earlier (its first evidence line)', () => {
+    // a forged sender is reported after 3 forged messages; fan-out about the same messages may come first
+    const p = policy();
+    p.onFinding(finding(acct, 'recipient-fanout', ['fanout'], 42, t0 + 20_000));
+    const forged = finding(acct, 'sender-mismatch', ['forged-sender'], 74, t0 + 25_000, { evidence: [{ file: 'mail.log', offset: 1, ts: t0 }] });
+    expect(p.onFinding(forged)).toMatchObject({ action: 'lock', score: 85 }); // 74 + 42 × 0.26 = 84.9
+    const q = policy();
+    q.onFinding(finding(acct, 'recipient-fanout', ['fanout'], 42, t0 + 20_000));
+    const late = finding(acct, 'sender-mismatch', ['forged-sender'], 74, t0 + 25_000, { evidence: [{ file: 'mail.log', offset: 1, ts: t0 + 21_000 }] });
+    expect(q.onFinding(late)?.action).not.toBe('lock');
+  });
+
+  it('volume alone never locks, however strong; corroboration cannot be configured to count volume', () => {
+    const p = policy();
+    p.onFinding(finding(acct, 'send-flood', ['volume'], 100, t0));
+    const d = p.onFinding(finding(acct, 'recipient-fanout', ['fanout'], 100, t0 + MIN));
+    expect(d?.action ?? 'none').not.toBe('lock');
+    expect(p.isLocked(acct)).toBe(false);
+    expect(policyConfigSchema.safeParse({ corroboration: { signals: ['volume'] } }).success).toBe(false);
+    expect(policyConfigSchema.safeParse({ corroboration: { signals: ['fanout'] } }).success).toBe(false);
+  });
+
+  it('a bounce spike does not corroborate by default (a stale list): it only counts through the weighted sum', () => {
+    const p = policy();
+    p.onFinding(finding(acct, 'bounce-ratio', ['bounce-spike'], 78, t0));
+    const d = p.onFinding(finding(acct, 'recipient-fanout', ['fanout'], 46, t0 + 3 * MIN));
+    expect(d?.action).not.toBe('lock');
+    expect(d?.score ?? 41).toBe(41); // 78 × 35% + 46 × 30% = 41.1
+    // an admin who wants it counted says so
+    const q = policy({ corroboration: { signals: ['bounce-spike'] } });
+    q.onFinding(finding(acct, 'bounce-ratio', ['bounce-spike'], 78, t0));
+    expect(q.onFinding(finding(acct, 'recipient-fanout', ['fanout'], 46, t0 + 3 * MIN))?.action).toBe('lock');
+  });
+
+  it('a higher lockScore makes a corroborated pair wait for more volume; disabled, only the weighted sum counts', () => {
+    const p = policy({ lockScore: 80 });
+    p.onFinding(takeover(65));
+    expect(p.onFinding(finding(acct, 'send-flood', ['volume'], 30, t0 + MIN))?.action).not.toBe('lock'); // 75.5
+    expect(p.onFinding(finding(acct, 'send-flood', ['volume'], 45, t0 + 2 * MIN))?.action).toBe('lock'); // 65 + 45 × 0.35 = 80.75
+    const off = policy({ corroboration: { enabled: false } });
+    off.onFinding(takeover(65));
+    expect(off.onFinding(finding(acct, 'send-flood', ['volume'], 100, t0 + MIN))?.action).not.toBe('lock'); // 16 + 35
+  });
+
+  it('keeps budget, idempotence and the allowlist for corroborated locks', () => {
+    const p = policy({ lockBudgetPerHour: 1, allowlist: { accounts: ['boss@example.com'] } });
+    for (const a of ['x1@example.com', 'x2@example.com']) {
+      p.onFinding(finding(a, 'login-anomaly', ['new-network'], 65, t0));
+    }
+    expect(p.onFinding(finding('x1@example.com', 'send-flood', ['volume'], 30, t0 + MIN))?.action).toBe('lock');
+    expect(p.onFinding(finding('x1@example.com', 'send-flood', ['volume'], 80, t0 + 2 * MIN))).toBeUndefined(); // never twice
+    const held = p.onFinding(finding('x2@example.com', 'send-flood', ['volume'], 30, t0 + MIN));
+    expect(held?.action).toBe('alert');
+    expect(held!.reasons[0]).toContain('lock budget of 1/h exhausted');
+    p.onFinding(finding('boss@example.com', 'login-anomaly', ['new-network'], 65, t0));
+    expect(p.onFinding(finding('boss@example.com', 'send-flood', ['volume'], 30, t0 + MIN))?.action ?? 'none').toBe('none');
+    expect(p.isLocked('boss@example.com')).toBe(false);
+  });
+
+  it('stamps a decision with its newest evidence: a late active-DNS finding about an older login', () => {
+    const p = policy();
+    p.onFinding(finding(acct, 'recipient-fanout', ['fanout'], 32, t0 + 3 * MIN));
+    const d = p.onFinding(finding(acct, 'rbl', ['listed-ip'], 70, t0)); // answered after the flood was seen
+    expect(d).toMatchObject({ action: 'lock', ts: t0 + 3 * MIN });
+  });
+});

@@ -1,7 +1,10 @@
 /**
  * Policy: turns findings into decisions per account. It combines the
  * account's findings within a correlation window into a risk score (the
- * strongest finding per signal, weighted), and decides alert / lock:
+ * strongest finding per signal, weighted; or, when higher, the combined
+ * score of a corroborated pair: a volume finding that closely follows a
+ * strong sign of takeover, see PolicyConfig.corroboration), and decides
+ * alert / lock:
  *
  * - allowlisted accounts, IPs and CIDRs: recorded, never acted on;
  * - a lock needs a volume signal AND a compromise signal (by default) and
@@ -17,6 +20,12 @@ import { parseCidrs } from '../detect/site.js';
 import { compromiseSignals, volumeSignals, type Finding, type Signal } from '../detect/finding.js';
 import type { PolicyConfig } from './config.js';
 import ipaddr from 'ipaddr.js';
+
+function fmtDelay(ms: number): string {
+  if (ms < 1000) return 'along with'; // also a volume finding a little before a forged-sender one about the same messages
+  if (ms < 120_000) return `${Math.round(ms / 1000)} s after`;
+  return `${Math.round(ms / 60_000)} min after`;
+}
 
 export type DecisionAction = 'none' | 'alert' | 'lock';
 
@@ -42,6 +51,8 @@ export interface Decision {
 /** What the policy keeps of a finding: enough to score and explain, not the whole window. */
 interface FindingRef {
   ts: number;
+  /** Its earliest evidence line (when what it reports began), at most ts. */
+  start?: number;
   detector: string;
   signals: Signal[];
   score: number;
@@ -91,10 +102,16 @@ export class Policy {
     this.entities.set(key, st);
     const since = f.ts - this.cfg.correlationWindowMs;
     st.findings = st.findings.filter((x) => x.ts >= since);
-    st.findings.push({ ts: f.ts, detector: f.detector, signals: f.signals, score: f.score, summary: f.summary, evidence: f.evidence.slice(-3) });
+    let start = f.ts;
+    for (const e of f.evidence) if (e.ts < start) start = e.ts;
+    st.findings.push({ ts: f.ts, start, detector: f.detector, signals: f.signals, score: f.score, summary: f.summary, evidence: f.evidence.slice(-3) });
     if (st.findings.length > MAX_FINDINGS_PER_ENTITY) st.findings.shift();
 
-    const { score, signalsSeen, detectors } = this.risk(st.findings);
+    const { score, signalsSeen, detectors, pair } = this.risk(st.findings);
+    // Decided when the newest evidence is known: a late finding (an active DNS
+    // answer) carries the older time of the login it is about.
+    let now = f.ts;
+    for (const x of st.findings) if (x.ts > now) now = x.ts;
     const reasons: string[] = [];
     const ip = f.ip ?? (f.entity.kind === 'ip' ? f.entity.id : undefined);
     const base = {
@@ -103,7 +120,7 @@ export class Policy {
       entity,
       dryRun: this.cfg.dryRun,
       score,
-      ts: f.ts,
+      ts: now,
       detectors,
       signals: signalsSeen,
       evidence: st.findings.flatMap((x) => x.evidence).slice(-10),
@@ -112,8 +129,8 @@ export class Policy {
     const allowed = this.allowlisted(account, ip);
     if (allowed) {
       // Recorded once per cooldown so the audit shows what was ignored and why.
-      if (f.ts - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
-      st.lastAlertTs = f.ts;
+      if (now - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
+      st.lastAlertTs = now;
       return { ...base, action: 'none', hold: false, reasons: [`allowlisted (${allowed})`, ...this.describe(st.findings)] };
     }
 
@@ -135,7 +152,7 @@ export class Policy {
         reasons.push(`risk ${score} below the lock threshold ${this.cfg.lockScore}`);
       } else if (st.locked) {
         return undefined; // idempotent: never lock twice
-      } else if (!this.budgetAllows(f.ts)) {
+      } else if (!this.budgetAllows(now)) {
         reasons.push(`lock budget of ${this.cfg.lockBudgetPerHour}/h exhausted: alerting instead (circuit breaker)`);
         action = 'alert';
         lockBlocked = true;
@@ -148,14 +165,15 @@ export class Policy {
       if (st.locked) return undefined;
       // A lock the breaker held back is news even within the alert cooldown.
       const escalates = st.lastAction === 'none' || (lockBlocked && st.lockBlocked !== true);
-      if (!escalates && f.ts - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
-      st.lastAlertTs = f.ts;
+      if (!escalates && now - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
+      st.lastAlertTs = now;
       if (lockBlocked) st.lockBlocked = true;
     } else {
       st.locked = true;
-      this.lockTimes.push(f.ts);
+      this.lockTimes.push(now);
     }
     st.lastAction = action;
+    if (pair !== undefined && entity.kind === 'account') reasons.push(pair);
     reasons.push(...this.describe(st.findings));
     return { ...base, action, hold: action === 'lock' && this.cfg.holdOnLock, reasons };
   }
@@ -184,16 +202,58 @@ export class Policy {
     return this.entities.get(`account:${account.toLowerCase()}`)?.locked === true;
   }
 
-  private risk(findings: FindingRef[]): { score: number; signalsSeen: Signal[]; detectors: string[] } {
+  /**
+   * The account's risk: the weighted sum of the strongest finding per signal,
+   * or the corroborated pair's combined score when that is higher (then
+   * `pair` says which findings and why).
+   */
+  private risk(findings: FindingRef[]): { score: number; signalsSeen: Signal[]; detectors: string[]; pair?: string } {
     const best = new Map<Signal, number>();
     const detectors = new Set<string>();
     for (const f of findings) {
       detectors.add(f.detector);
       for (const s of f.signals) best.set(s, Math.max(best.get(s) ?? 0, f.score));
     }
-    let score = 0;
-    for (const [s, v] of best) score += (this.cfg.weights[s] * v) / 100;
-    return { score: Math.min(100, Math.round(score)), signalsSeen: [...best.keys()], detectors: [...detectors] };
+    let sum = 0;
+    for (const [s, v] of best) sum += (this.cfg.weights[s] * v) / 100;
+    const score = Math.min(100, Math.round(sum));
+    const out = { score, signalsSeen: [...best.keys()], detectors: [...detectors] };
+    const p = this.bestPair(findings);
+    if (p === undefined || p.score <= score) return out;
+    const after = fmtDelay(p.volume.ts - p.compromise.ts);
+    const why =
+      `corroborated: ${p.volume.detector} (${p.volume.signals.filter((s) => volumeSignals.has(s)).join(', ')}, score ${p.volume.score}) ${after} ` +
+      `${p.compromise.detector} (${p.signal}, score ${p.compromise.score}): risk ${p.score} instead of the weighted ${score}`;
+    return { ...out, score: p.score, pair: why };
+  }
+
+  /**
+   * The strongest corroborated pair: a corroborating compromise finding
+   * (score ≥ minScore) and a volume finding at most withinMs after it, on an
+   * account whose sending was normal until then (no volume finding in the
+   * window before the compromise began: volume that predates the takeover
+   * is the owner's, and its later re-reports say nothing about the intruder).
+   * Findings per account are few (≤ MAX_FINDINGS_PER_ENTITY): pairs are cheap.
+   */
+  private bestPair(findings: FindingRef[]): { score: number; compromise: FindingRef; volume: FindingRef; signal: Signal } | undefined {
+    const c = this.cfg.corroboration;
+    if (!c.enabled || c.signals.length === 0) return undefined;
+    let firstVolume = Infinity;
+    for (const v of findings) if (v.ts < firstVolume && v.signals.some((s) => volumeSignals.has(s))) firstVolume = v.ts;
+    if (firstVolume === Infinity) return undefined;
+    let out: { score: number; compromise: FindingRef; volume: FindingRef; signal: Signal } | undefined;
+    for (const a of findings) {
+      // the compromise began at its earliest evidence (the first forged message, the first login from the new network)
+      if (a.score < c.minScore || firstVolume < (a.start ?? a.ts)) continue;
+      const signal = a.signals.find((s) => c.signals.includes(s));
+      if (signal === undefined) continue;
+      for (const v of findings) {
+        if (v.ts - a.ts > c.withinMs || !v.signals.some((s) => volumeSignals.has(s))) continue;
+        const score = Math.min(100, Math.round(a.score + (v.score * (100 - a.score)) / 100));
+        if (out === undefined || score > out.score) out = { score, compromise: a, volume: v, signal };
+      }
+    }
+    return out;
   }
 
   private describe(findings: FindingRef[]): string[] {
