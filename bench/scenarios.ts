@@ -474,12 +474,22 @@ function spamFate(r: Rng, bounceRate: number): (rc: string) => Fate {
 }
 
 /**
+ * The attack builders return `takeoverTs`: the time of the first line in which
+ * the intruder uses the account (a login, or the first message it sends), from
+ * which the scenario tests measure how long the lock takes.
+ */
+export interface Takeover {
+  takeoverTs: number;
+}
+
+/**
  * (a) Forged-sender flood: the spammer logs in with a stolen password (webmail
  * and SMTP AUTH from a foreign IP) and sends `count` messages as random
  * senders at yahoo.com.tw, each to several harvested recipients, every
- * `paceMs`.
+ * `paceMs`. `firstTs` is the flood's start (its first message at most
+ * paceMs/2 later); the webmail login comes 40 s before it.
  */
-export function forgedSenderFlood(log: ScenarioLog, o: { account: string; ips: string[]; start: number; count: number; paceMs: number; domain?: string; bounceRate?: number }): { firstTs: number } {
+export function forgedSenderFlood(log: ScenarioLog, o: { account: string; ips: string[]; start: number; count: number; paceMs: number; domain?: string; bounceRate?: number }): { firstTs: number } & Takeover {
   const r = log.rng;
   soapLogin(log, o.start - 40_000, o.account, o.ips[0]!);
   imapLogin(log, o.start - 30_000, o.account, o.ips[0]!);
@@ -490,11 +500,11 @@ export function forgedSenderFlood(log: ScenarioLog, o: { account: string; ips: s
     for (let j = 0; j < k; j++) rc.push(`${r.str(r.range(5, 10))}@${harvestedDomain(r)}`);
     log.submit(t, { account: o.account, ip: r.pick(o.ips), from: `${r.str(r.range(4, 8))}@${o.domain ?? 'yahoo.com.tw'}`, rcpts: rc, spammy: true, fate: spamFate(r, o.bounceRate ?? 0.15) });
   }
-  return { firstTs: o.start };
+  return { firstTs: o.start, takeoverTs: o.start - 40_000 };
 }
 
 /** (b) Own-sender flood from a network never seen for the account. */
-export function ownSenderFlood(log: ScenarioLog, o: { account: string; ip: string; start: number; perHour: number; minutes: number }): void {
+export function ownSenderFlood(log: ScenarioLog, o: { account: string; ip: string; start: number; perHour: number; minutes: number }): Takeover {
   const r = log.rng;
   const n = Math.round((o.perHour * o.minutes) / 60);
   const pace = (o.minutes * MIN) / n;
@@ -504,6 +514,7 @@ export function ownSenderFlood(log: ScenarioLog, o: { account: string; ip: strin
     for (let j = 0; j < k; j++) rc.push(`${r.str(r.range(5, 10))}@${harvestedDomain(r)}`);
     log.submit(o.start + Math.floor(i * pace), { account: o.account, ip: o.ip, from: o.account, rcpts: rc, spammy: true, fate: spamFate(r, 0.12) });
   }
+  return { takeoverTs: o.start };
 }
 
 /**
@@ -540,7 +551,7 @@ export function passwordSpray(log: ScenarioLog, o: { ip: string; accounts: strin
  * (e) Distributed brute force: `ips` each fail a few times on one account
  * over `spanMs`; then the last IP logs in and the account sends spam as itself.
  */
-export function distributedBruteForce(log: ScenarioLog, o: { account: string; ips: string[]; start: number; spanMs: number; thenSend: number }): { successTs: number; winner: string } {
+export function distributedBruteForce(log: ScenarioLog, o: { account: string; ips: string[]; start: number; spanMs: number; thenSend: number }): { successTs: number; winner: string } & Takeover {
   const r = log.rng;
   const tries = o.ips.length * 3;
   for (let i = 0; i < tries; i++) {
@@ -556,7 +567,7 @@ export function distributedBruteForce(log: ScenarioLog, o: { account: string; ip
     const rc = randomRecipients(r, r.range(3, 10), SPAM_RCPT_DOMAINS);
     log.submit(successTs + 60_000 + i * 8_000, { account: o.account, ip: winner, from: o.account, rcpts: rc, spammy: true, fate: spamFate(r, 0.2) });
   }
-  return { successTs, winner };
+  return { successTs, winner, takeoverTs: successTs };
 }
 
 /** (f) A client inside a too-wide mynetworks relays to external recipients without SASL (port 25). */
@@ -571,7 +582,7 @@ export function trustedNetworkRelay(log: ScenarioLog, o: { ip: string; rdns?: st
  * (g) An RBL-listed IP: postscreen/dnsblog show it listed (it was probing our
  * MX), then it logs in with a stolen password and sends spam as the account.
  */
-export function listedIpLogin(log: ScenarioLog, o: { account: string; ip: string; start: number; send: number; paceMs: number; list?: string }): void {
+export function listedIpLogin(log: ScenarioLog, o: { account: string; ip: string; start: number; send: number; paceMs: number; list?: string }): Takeover {
   const r = log.rng;
   const list = o.list ?? 'zen.spamhaus.org';
   const port = r.range(30000, 65000);
@@ -585,16 +596,18 @@ export function listedIpLogin(log: ScenarioLog, o: { account: string; ip: string
     const rc = randomRecipients(r, r.range(5, 15), SPAM_RCPT_DOMAINS);
     log.submit(t0 + i * o.paceMs, { account: o.account, ip: o.ip, from: o.account, rcpts: rc, spammy: true, fate: spamFate(r, 0.15) });
   }
+  return { takeoverTs: t0 }; // the listing lines before it are the IP probing our MX, not yet the account
 }
 
 /** A login + sending burst with no listing lines (for the active-DNS variant of g). */
-export function loginAndSend(log: ScenarioLog, o: { account: string; ip: string; start: number; send: number; paceMs: number }): void {
+export function loginAndSend(log: ScenarioLog, o: { account: string; ip: string; start: number; send: number; paceMs: number }): Takeover {
   const r = log.rng;
   imapLogin(log, o.start, o.account, o.ip);
   for (let i = 0; i < o.send; i++) {
     const rc = randomRecipients(r, r.range(5, 15), SPAM_RCPT_DOMAINS);
     log.submit(o.start + MIN + i * o.paceMs, { account: o.account, ip: o.ip, from: o.account, rcpts: rc, spammy: true, fate: spamFate(r, 0.15) });
   }
+  return { takeoverTs: o.start };
 }
 
 /** (h) Inbound mail claiming to be from OUR domain, from an outside IP, failing SPF. */
