@@ -45,6 +45,7 @@ RUN groupadd --system --gid 10001 floodgate \
  && mkdir -p /var/lib/floodgate /etc/floodgate \
  && chown floodgate:floodgate /var/lib/floodgate
 USER floodgate:floodgate
-EXPOSE 8025
+# API (floodgate run|api) and /metrics + /health (ship|detect --metrics-listen).
+EXPOSE 8025 9464
 ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
 CMD ["--help"]

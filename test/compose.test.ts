@@ -131,9 +131,15 @@ describe('docker-compose.yml services', () => {
     expect(healthText(svc('clickhouse'))).toMatch(/http:\/\/127\.0\.0\.1:8123\/ping/);
     expect(healthText(svc('redis'))).toMatch(/redis-cli ping .*PONG/);
     expect(healthText(svc('grafana'))).toMatch(/http:\/\/127\.0\.0\.1:3000\/api\/health/);
-    // The floodgate services answer /health on api.listen's port inside their container.
-    const port = config.api.listen.split(':').at(-1);
-    for (const name of floodgateServices) expect(healthText(svc(name)), name).toContain(`http://127.0.0.1:${port}/health`);
+    // api answers /health on api.listen; ship and detect on the address their --metrics-listen gives.
+    expect(healthText(svc('api'))).toContain(`http://127.0.0.1:${config.api.listen.split(':').at(-1)}/health`);
+    for (const name of ['ship', 'detect'] as const) {
+      const command = svc(name).command as string[];
+      const listen = command[command.indexOf('--metrics-listen') + 1] ?? '';
+      expect(command, name).toContain('--metrics-listen');
+      expect(listen, name).toMatch(/^0\.0\.0\.0:\d+$/);
+      expect(healthText(svc(name)), name).toContain(`http://127.0.0.1:${listen.split(':')[1]}/health`);
+    }
   });
 
   it('depends_on waits for healthy services that exist and have a healthcheck', () => {
@@ -239,10 +245,10 @@ describe('floodgate services', () => {
       const [cmd, ...args] = command as string[];
       expect(cmd, name).toBe(name);
       expect([...cliCommands], `'floodgate ${cmd}' is not a command of the CLI`).toContain(cmd);
-      expect(args).toEqual(['--config', configPathInContainer]);
+      expect(args.slice(0, 2)).toEqual(['--config', configPathInContainer]);
       const sub = spawnSync(process.execPath, [bin, cmd ?? '', '--help'], { encoding: 'utf8' });
       expect(sub.status, `floodgate ${cmd} --help: ${sub.stderr}`).toBe(0);
-      expect(sub.stdout, `floodgate ${cmd} takes --config`).toContain('--config');
+      for (const option of args.filter((a) => a.startsWith('--'))) expect(sub.stdout, `floodgate ${cmd} takes ${option}`).toContain(`${option} `);
       const mount = mountsOf(svc(name)).find((m) => m.target === configPathInContainer);
       expect(mount, `${name} mounts its config`).toEqual({ source: `./${composeConfigFile}`, target: configPathInContainer, readOnly: true });
     }
@@ -475,6 +481,17 @@ describe('Grafana provisioning and dashboards', () => {
           }
         }
       }
+      const titles = panels.map((p) => p.title ?? '');
+      expect(new Set(titles).size, `duplicate panel titles in ${file}`).toBe(titles.length);
+      for (const p of panels.filter((x) => (x.targets ?? []).length > 0)) {
+        const sql = (p.targets ?? []).map((t) => t.rawSql ?? '').join('\n');
+        // A panel follows the time picker unless it says it shows the whole history (current lock state).
+        if (!sql.includes('$__timeFilter(')) expect(p.description, `${file} panel '${p.title}' ignores the time range without saying so`).toMatch(/whole history/);
+        // Buckets of $__interval_s over per-minute tables need at least a minute.
+        if (sql.includes('$__interval_s')) expect(p.interval, `${file} panel '${p.title}'`).toBe('1m');
+        // toStartOfInterval ($__timeInterval) and DateTime64 (the _ms macros) do not exist on ClickHouse 18.16.
+        expect(sql, `${file} panel '${p.title}'`).not.toMatch(/\$__timeInterval|\$__\w+_ms\b|toStartOfInterval|DateTime64/);
+      }
       for (const v of dash.templating?.list ?? []) {
         if (v.type === 'query') expect(v.datasource, `${file} variable ${v.name}`).toEqual({ type: ds?.type, uid: ds?.uid });
       }
@@ -494,6 +511,8 @@ interface Panel {
   id: number;
   type: string;
   title?: string;
+  description?: string;
+  interval?: string;
   datasource?: { type?: string; uid?: string };
   targets?: { refId: string; datasource?: { type?: string; uid?: string }; editorType?: string; rawSql?: string; queryType?: string; format?: number }[];
   panels?: Panel[];
