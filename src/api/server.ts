@@ -22,7 +22,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { z } from 'zod';
 import type { ActionRecord, Actuator } from '../actions/index.js';
 import { checkAccount } from '../actions/account.js';
-import type { ErrorCode } from '../core/errors.js';
+import { FloodgateError, type ErrorCode } from '../core/errors.js';
 
 export type Role = 'read' | 'act';
 
@@ -181,6 +181,10 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
       if (err.status === 401) reply.header('www-authenticate', 'Bearer');
       return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
     }
+    // A backing service down (distributed mode) is the service's state, not a bug: 503 with its code.
+    if (err instanceof FloodgateError && (err.code === 'FG_CLICKHOUSE_UNAVAILABLE' || err.code === 'FG_REDIS_UNAVAILABLE')) {
+      return reply.code(503).send({ error: { code: err.code, message: err.code === 'FG_REDIS_UNAVAILABLE' ? 'Redis is unreachable; try again' : 'ClickHouse is unreachable; try again' } });
+    }
     const e = err as { statusCode?: number; message?: string };
     if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
       return reply.code(e.statusCode).send({ error: { code: 'FG_API_INVALID_REQUEST', message: e.message ?? 'bad request' } });
@@ -267,7 +271,7 @@ function parameters(schema: z.ZodObject, where: 'query' | 'path'): unknown[] {
 }
 
 const json = (s: z.ZodType, description: string) => ({ description, content: { 'application/json': { schema: jsonSchema(s) } } });
-const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [String(c), json(errorSchema, { 400: 'invalid request (the message names the field)', 401: 'no or unknown token', 403: 'token lacks the act role', 409: 'refused by the account state', 502: 'the action failed' }[c] ?? 'error')]));
+const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [String(c), json(errorSchema, { 400: 'invalid request (the message names the field)', 401: 'no or unknown token', 403: 'token lacks the act role', 409: 'refused by the account state', 502: 'the action failed', 503: 'a backing service (ClickHouse, Redis) is unreachable' }[c] ?? 'error')]));
 
 export function openApiDocument(): Record<string, unknown> {
   const bearer = [{ bearer: [] }];
@@ -276,7 +280,7 @@ export function openApiDocument(): Record<string, unknown> {
     security: bearer,
     parameters: parameters(accountParams, 'path'),
     requestBody: { required: false, content: { 'application/json': { schema: jsonSchema(actionBody, 'input') } } },
-    responses: { 200: json(actionResponse, 'the action records'), ...errors(400, 401, 403, 409, 502) },
+    responses: { 200: json(actionResponse, 'the action records'), ...errors(400, 401, 403, 409, 502, 503) },
   });
   return {
     openapi: '3.1.0',
@@ -285,8 +289,8 @@ export function openApiDocument(): Record<string, unknown> {
     paths: {
       '/health': { get: { summary: 'liveness, input lag and backing services', responses: { 200: json(healthSchema, 'ok'), 503: json(healthSchema, 'a backing service (ClickHouse, Redis) is unreachable') } } },
       '/metrics': { get: { summary: 'Prometheus metrics (no account or IP labels)', responses: { 200: { description: 'text exposition', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
-      '/findings': { get: { summary: 'findings, newest first', security: bearer, parameters: parameters(findingsQuery, 'query'), responses: { 200: json(findingsResponse, 'findings'), ...errors(400, 401) } } },
-      '/accounts/{account}': { get: { summary: "an account's findings, messages, decisions, actions and lock state", security: bearer, parameters: parameters(accountParams, 'path'), responses: { 200: json(accountResponse, 'the account'), ...errors(400, 401) } } },
+      '/findings': { get: { summary: 'findings, newest first', security: bearer, parameters: parameters(findingsQuery, 'query'), responses: { 200: json(findingsResponse, 'findings'), ...errors(400, 401, 503) } } },
+      '/accounts/{account}': { get: { summary: "an account's findings, messages, decisions, actions and lock state", security: bearer, parameters: parameters(accountParams, 'path'), responses: { 200: json(accountResponse, 'the account'), ...errors(400, 401, 503) } } },
       '/accounts/{account}/lock': { post: actOp('lock') },
       '/accounts/{account}/unlock': { post: actOp('unlock') },
       '/openapi.json': { get: { summary: 'this document', responses: { 200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } } } },

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { FloodgateError } from '../core/errors.js';
+import { apiCommand, apiHelp } from './api-command.js';
 import { configCommand, configHelp } from './config-command.js';
 import { demoCommand, demoHelp } from './demo-command.js';
 import { parseCommand, parseHelp } from './parse-command.js';
@@ -19,6 +20,7 @@ const commands: Record<string, { run: (argv: string[]) => Promise<number>; help:
   run: { run: runCommand, help: runHelp, summary: 'follow logs live: detect, act, store, serve the API (exactly-once across restarts)' },
   ship: { run: shipCommand, help: shipHelp, summary: 'distributed: follow logs and produce their lines to Kafka' },
   detect: { run: detectCommand, help: detectHelp, summary: 'distributed: a Kafka consumer-group worker: parse, detect, store in ClickHouse, act once' },
+  api: { run: apiCommand, help: apiHelp, summary: 'distributed: the HTTP API served from ClickHouse and Redis' },
   config: { run: configCommand, help: configHelp, summary: 'print the config JSON Schema, or check a config file' },
   demo: { run: demoCommand, help: demoHelp, summary: 'run on the bundled demo log and explain what it shows' },
 };

@@ -54,7 +54,7 @@ function jsonLog(verbose: boolean): RunLog {
   };
 }
 
-function resolveTokens(cfg: FloodgateConfig): ApiToken[] {
+export function resolveTokens(cfg: FloodgateConfig): ApiToken[] {
   const problems: string[] = [];
   const out: ApiToken[] = [];
   cfg.api.tokens.forEach((t, i) => {
