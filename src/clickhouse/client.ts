@@ -119,7 +119,13 @@ const networkErrnos = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT
 
 /** ClickHouse's text of an exception, first line, without the `e.what()` tail of 18.x. */
 function serverMessage(text: string): string {
-  return text.split('\n')[0]!.replace(/, e\.what\(\) = .*$/, '').slice(0, 1000);
+  return text
+    .split('\n')[0]!
+    .replace(/^Code: \d+[.,]\s*/, '')
+    .replace(/^e\.displayText\(\) = /, '')
+    .replace(/^DB::Exception: /, '')
+    .replace(/, e\.what\(\) = .*$/, '')
+    .slice(0, 1000);
 }
 
 /** Turns whatever the library threw into a ClickhouseError with a kind. */
@@ -138,7 +144,7 @@ export function classify(err: unknown, what: string): ClickhouseError {
     return new ClickhouseError('connection', undefined, `${what}: ${message.slice(0, 300)}`, { cause: err });
   }
   const kind: FailureKind = dataErrorCodes.has(code) ? 'data' : connectionErrorCodes.has(code) ? 'connection' : 'query';
-  return new ClickhouseError(kind, code, `${what}: ClickHouse error ${code}: ${serverMessage(message.replace(/^Code: \d+[.,]\s*/, ''))}`, { cause: err });
+  return new ClickhouseError(kind, code, `${what}: ClickHouse error ${code}: ${serverMessage(message)}`, { cause: err });
 }
 
 export interface ChClient {

@@ -48,6 +48,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** A user with a password full of characters that need care, on private servers. */
+export const PRIVATE_USER = 'fgauth';
+export const PRIVATE_PASSWORD = `p'a"ss\\wörd $(x) <&>`;
+const xmlText = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
 const serverBinary = ['/usr/sbin/clickhouse-server', '/usr/bin/clickhouse-server'].find((p) => existsSync(p));
 
 /**
@@ -91,7 +96,10 @@ export class PrivateClickhouse {
       `<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>1000000000</max_memory_usage></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <users>
+    <default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default>
+    <${PRIVATE_USER}><password>${xmlText(PRIVATE_PASSWORD)}</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></${PRIVATE_USER}>
+  </users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 `,

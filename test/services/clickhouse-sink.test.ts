@@ -4,14 +4,14 @@
  * outage runs on a private clickhouse-server, so the shared one stays up.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createClickhouseClient, type ChClient } from '../../src/clickhouse/client.js';
+import { ClickhouseError, createClickhouseClient, type ChClient } from '../../src/clickhouse/client.js';
 import { migrate } from '../../src/clickhouse/migrations.js';
 import { ClickhouseQueries } from '../../src/clickhouse/queries.js';
 import { eventRow, type EventRow } from '../../src/clickhouse/rows.js';
 import { ClickhouseSink } from '../../src/clickhouse/sink.js';
 import type { Event } from '../../src/core/events.js';
 import { renderMetrics } from '../../src/api/metrics.js';
-import { chConfig, dropDatabase, PrivateClickhouse, sharedClient, testDatabase } from './clickhouse-server.js';
+import { chConfig, dropDatabase, PRIVATE_PASSWORD, PRIVATE_USER, PrivateClickhouse, sharedClient, testDatabase } from './clickhouse-server.js';
 
 /** n distinct event rows (distinct lines of one file). */
 function rows(n: number, from = 0, file = '/var/log/mail.log'): EventRow[] {
@@ -44,6 +44,26 @@ describe('ClickhouseSink: outage on a private server', { timeout: 120_000 }, () 
   afterAll(async () => {
     await client.close();
     await ch.dispose();
+  });
+
+  it('logs in with the password passwordEnv names; a wrong password is an unavailable server whose error does not quote it', async () => {
+    const cfg = chConfig({ url: ch.url, database: 'floodgate', username: PRIVATE_USER, passwordEnv: 'FG_TEST_CH_PASSWORD' });
+    const good = createClickhouseClient(cfg, { env: { FG_TEST_CH_PASSWORD: PRIVATE_PASSWORD } });
+    const bad = createClickhouseClient(cfg, { env: { FG_TEST_CH_PASSWORD: PRIVATE_PASSWORD + 'x' } });
+    try {
+      await ch.start();
+      // 18.16 has no currentUser(): the running query's own row in system.processes names its user.
+      const [row] = await good.query<{ u: string }>("SELECT user AS u FROM system.processes WHERE query LIKE '%fg-whoami%'");
+      expect(row!.u).toBe(PRIVATE_USER);
+      const err = await bad.query('SELECT 1').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ClickhouseError);
+      expect(err).toMatchObject({ kind: 'connection', code: 'FG_CLICKHOUSE_UNAVAILABLE' });
+      expect((err as Error).message).not.toContain(PRIVATE_PASSWORD);
+    } finally {
+      await good.close();
+      await bad.close();
+      await ch.kill();
+    }
   });
 
   it('nothing listens: rows stay buffered and whenRoom blocks at the cap; the server appears: every row is stored once', async () => {
