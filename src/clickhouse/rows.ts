@@ -11,7 +11,7 @@
  * Accounts are lowercased in their columns (what queries filter on); the
  * `json` column keeps the object as the pipeline made it.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { ActionRecord } from '../actions/types.js';
 import type { Event } from '../core/events.js';
 import type { Message } from '../correlator/message.js';
@@ -28,8 +28,13 @@ export type TableName = (typeof tableNames)[number];
  * already uses; collisions are not a security question here, only identity.
  */
 function idOf(parts: readonly unknown[]): string {
-  return createHash('sha1').update(JSON.stringify(parts)).digest('hex');
+  return sha1Hex(JSON.stringify(parts));
 }
+
+// One id per stored event is on the hot path: crypto.hash (Node ≥ 20.12) is
+// about three times faster than a Hash object; older Node falls back.
+const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
+const sha1Hex: (s: string) => string = typeof oneShot === 'function' ? (s) => oneShot('sha1', s, 'hex') : (s) => crypto.createHash('sha1').update(s).digest('hex');
 
 /** Seconds since the epoch for a DateTime column (JSONEachRow takes a number there). */
 export function epochSeconds(ms: number): number {
