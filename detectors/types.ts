@@ -11,6 +11,22 @@ import type { Finding } from '../src/detect/finding.js';
 import type { SiteKnowledge } from '../src/detect/site.js';
 import type { ScopedStore } from '../src/detect/windows.js';
 import type { DnsLookup } from '../src/detect/dns.js';
+import type { Route } from '../src/detect/route.js';
+
+/**
+ * What the delivery in progress owns (see src/detect/route.ts). In
+ * distributed mode an item about an account and an IP is delivered twice,
+ * once to the partition owning each: a detector updates state keyed by an
+ * entity, and emits findings about it, only when the delivery owns that
+ * entity. Standalone, every delivery owns everything. Never ask it from an
+ * asynchronous callback (it then owns nothing): hand the result off instead.
+ */
+export interface Owner {
+  account(id: string): boolean;
+  ip(id: string): boolean;
+  /** The item's first delivery: state that belongs to no entity (site-wide counts) is updated there only. */
+  primary(): boolean;
+}
 
 export interface DetectorDeps {
   /** This detector's state. */
@@ -21,11 +37,21 @@ export interface DetectorDeps {
   emit: (f: Finding) => void;
   /** Active DNS (DNSBL, SPF); undefined when active checks are off. Never blocks the pipeline. */
   dns?: DnsLookup;
+  owner: Owner;
+  /**
+   * Deliver `data` (plain JSON) to this detector's onHandOff in the delivery
+   * owning `to`: how state about one entity leads to a finding about another
+   * (a listed IP logging in to an account), and how asynchronous results
+   * come back to their entity's owner. Standalone it runs at once.
+   */
+  handOff(to: Route, data: unknown): void;
 }
 
 export interface DetectorInstance {
   onEvent?(e: Event): void;
   onMessage?(m: Message): void;
+  /** Data this detector handed off (see DetectorDeps.handOff); false when it is not understood (counted, skipped). */
+  onHandOff?(data: unknown): boolean;
   /** Resolves when the detector's outstanding async work (DNS) has finished; replay awaits it at the end. */
   drain?(): Promise<void>;
 }

@@ -2,12 +2,20 @@
  * DetectionEngine: routes events (by kind) and correlated messages to the
  * enabled detectors, and hands their findings on. It owns the window store
  * and site knowledge, so one snapshot captures all detection state.
+ *
+ * Each delivery comes with its route (src/detect/route.ts): in distributed
+ * mode an item is delivered once per entity it concerns, and detectors ask
+ * `owner` before each keyed update; standalone passes none (ALL_ROUTES).
+ * Hand-offs between detectors' deliveries go to `onHandOff` (distributed
+ * mode: to the partition owning the route), or, without one, straight back
+ * into this engine.
  */
 import type { Detector, DetectorInstance } from '../../detectors/types.js';
 import type { Event, EventKind } from '../core/events.js';
 import type { Message } from '../correlator/message.js';
 import type { DnsLookup } from './dns.js';
 import type { Finding } from './finding.js';
+import { ALL_ROUTES, DeliveryOwner, type Delivery, type Route } from './route.js';
 import type { SiteKnowledge } from './site.js';
 import { WindowStore } from './windows.js';
 
@@ -19,6 +27,15 @@ export interface EngineOptions {
   dns?: DnsLookup;
   onFinding: (f: Finding) => void;
   store?: WindowStore;
+  /** Where detectors' hand-offs go (distributed: to the partition owning `route`); default: this engine's onHandOff. */
+  onHandOff?: (h: HandOff) => void;
+}
+
+/** Data a detector sends to its own instance in the delivery owning `route` (plain JSON: it may cross Kafka). */
+export interface HandOff {
+  detector: string;
+  route: Route;
+  data: unknown;
 }
 
 export class DetectionEngine {
@@ -27,7 +44,12 @@ export class DetectionEngine {
   private readonly byKind = new Map<EventKind, DetectorInstance[]>();
   private readonly messageReaders: DetectorInstance[] = [];
   private readonly instances: DetectorInstance[] = [];
+  private readonly byId = new Map<string, DetectorInstance>();
+  /** What the delivery in progress owns; shared by all detectors (read through DetectorDeps.owner). */
+  readonly owner = new DeliveryOwner();
   findings = 0;
+  /** Hand-offs received for an unknown detector, on a bad route, or not understood by the detector. */
+  handOffsDropped = 0;
 
   constructor(opts: EngineOptions) {
     this.store = opts.store ?? new WindowStore();
@@ -36,9 +58,19 @@ export class DetectionEngine {
       this.findings++;
       opts.onFinding(f);
     };
+    const send = opts.onHandOff ?? ((h: HandOff) => this.onHandOff(h));
     for (const d of opts.detectors) {
       const cfg = d.config.parse(opts.configs?.[d.id] ?? {});
-      const inst = d.create(cfg, { store: this.store.scope(d.id), site: this.site, emit, dns: opts.dns });
+      const id = d.id;
+      const inst = d.create(cfg, {
+        store: this.store.scope(id),
+        site: this.site,
+        emit,
+        dns: opts.dns,
+        owner: this.owner,
+        handOff: (route, data) => send({ detector: id, route, data }),
+      });
+      this.byId.set(id, inst);
       for (const k of d.events) {
         let list = this.byKind.get(k);
         if (!list) this.byKind.set(k, (list = []));
@@ -49,15 +81,48 @@ export class DetectionEngine {
     }
   }
 
-  onEvent(e: Event): void {
+  /**
+   * One delivery of an event. Site knowledge learns from every delivery
+   * (idempotent: a second copy of an item teaches nothing new).
+   */
+  onEvent(e: Event, route: Delivery = ALL_ROUTES): void {
     this.site.learnEvent(e);
     const list = this.byKind.get(e.kind);
     if (list === undefined) return;
+    const o = this.owner;
+    o.enter(route, e);
     for (let i = 0; i < list.length; i++) list[i]!.onEvent?.(e);
+    o.enter(undefined, undefined);
   }
 
-  onMessage(m: Message): void {
+  onMessage(m: Message, route: Delivery = ALL_ROUTES): void {
+    const o = this.owner;
+    o.enter(route, m);
     for (let i = 0; i < this.messageReaders.length; i++) this.messageReaders[i]!.onMessage?.(m);
+    o.enter(undefined, undefined);
+  }
+
+  /**
+   * A hand-off arriving in the delivery owning its route. May run inside
+   * another delivery (standalone, or both routes in this engine): what that
+   * one owns is restored afterwards.
+   */
+  onHandOff(h: HandOff): void {
+    const inst = this.byId.get(h.detector);
+    const k = h.route?.kind;
+    if (inst?.onHandOff === undefined || (k !== 'account' && k !== 'ip' && k !== 'host') || typeof h.route.key !== 'string') {
+      this.handOffsDropped++;
+      return;
+    }
+    const o = this.owner;
+    const prevRoute = o.current;
+    const prevItem = o.currentItem;
+    o.enter(h.route, undefined);
+    try {
+      if (!inst.onHandOff(h.data)) this.handOffsDropped++;
+    } finally {
+      o.enter(prevRoute, prevItem);
+    }
   }
 
   /** Wait for detectors' outstanding async work (DNS lookups) so their findings are in. */
