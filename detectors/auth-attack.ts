@@ -122,7 +122,7 @@ export const authAttackDetector = defineDetector({
   config,
   events: ['auth', 'smtp.client', 'smtp.disconnect'],
   messages: false,
-  create(cfg, { store, site, emit }) {
+  create(cfg, { store, site, emit, owner }) {
     const maxKeys = cfg.maxKeys;
     // per IP
     const sprayed = store.distinct('ip-accounts', { windowMs: cfg.sprayWindowMs, maxKeys, maxPerKey: Math.max(64, cfg.sprayAccounts * 4) });
@@ -169,8 +169,9 @@ export const authAttackDetector = defineDetector({
     }
 
 
-    /** A failure that concerns an IP (account known or not). */
+    /** A failure that concerns an IP (account known or not). Spraying and brute force per IP: the IP's delivery. */
     function ipFailure(e: Event, ip: string, account: string | undefined, n: number): void {
+      if (!owner.ip(ip)) return;
       const ts = e.ts;
       const cur = evidence(e.src, e.ts, account ? `login failed for ${account} from ${ip}` : `login failed from ${ip}`);
       const o = origin(e);
@@ -226,7 +227,9 @@ export const authAttackDetector = defineDetector({
       }
     }
 
+    /** Brute force on the account and its failure run (for guessed-password): the account's delivery. */
     function accountFailure(e: Event, account: string, ip: string | undefined, n: number): void {
+      if (!owner.account(account)) return;
       const ts = e.ts;
       const note = `login failed for ${account}${ip ? ` from ${ip}` : ''}`;
       if (ip !== undefined) {
@@ -296,6 +299,7 @@ export const authAttackDetector = defineDetector({
     }
 
     function success(e: Event, account: string, ip: string | undefined): void {
+      if (!owner.account(account)) return;
       const ts = e.ts;
       const st = streaks.get(account, ts);
       if (st === undefined || st.n === 0) return;

@@ -60,7 +60,7 @@ export const bounceRatioDetector = defineDetector({
   config,
   events: [],
   messages: true,
-  create(cfg, { store, emit }) {
+  create(cfg, { store, emit, owner }) {
     const maxKeys = cfg.maxKeys;
     const counts = store.counter('recipients', { windowMs: cfg.windowMs, buckets: 12, maxKeys });
     const cooldown = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys });
@@ -85,7 +85,7 @@ export const bounceRatioDetector = defineDetector({
     return {
       onMessage(m) {
         const user = m.saslUser;
-        if (user === undefined || user === '') return;
+        if (user === undefined || user === '' || !owner.account(user)) return;
         const list = m.recipients;
         let total = 0;
         let bad = 0;

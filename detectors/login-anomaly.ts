@@ -114,7 +114,7 @@ export const loginAnomalyDetector = defineDetector({
   config,
   events: ['auth', 'smtp.client'],
   messages: false,
-  create(cfg, { store, site, emit }) {
+  create(cfg, { store, site, emit, owner }) {
     const maxKeys = cfg.maxKeys;
     const recentNets = store.distinct('networks', { windowMs: cfg.networksWindowMs, maxKeys, maxPerKey: Math.max(32, cfg.minNetworks * 4) });
     const netEv = store.recent<Samples>('network-evidence', { ttlMs: cfg.networksWindowMs, maxKeys });
@@ -152,7 +152,8 @@ export const loginAnomalyDetector = defineDetector({
     }
 
     function login(account: string, ip: string, ts: number, src: Source, sending: boolean, protocol: string): void {
-      if (site.isMailHost(ip)) return;
+      // all of it is the account's (its networks, history, pending login): its delivery only
+      if (site.isMailHost(ip) || !owner.account(account)) return;
       const net = networkOf(ip);
       // built only when a finding needs it
       let evBuilt: Evidence | undefined;

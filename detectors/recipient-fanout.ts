@@ -96,7 +96,7 @@ export const recipientFanoutDetector = defineDetector({
   config,
   events: [],
   messages: true,
-  create(cfg, { store, site, emit }) {
+  create(cfg, { store, site, emit, owner }) {
     const maxKeys = cfg.maxKeys;
     const windowMs = cfg.windowMs;
     const domains = store.distinct('domains', { windowMs, maxPerKey: cfg.maxDomainsTracked, maxKeys });
@@ -118,7 +118,7 @@ export const recipientFanoutDetector = defineDetector({
     return {
       onMessage(m) {
         const user = m.saslUser;
-        if (user === undefined || user === '') return;
+        if (user === undefined || user === '' || !owner.account(user)) return;
         const key = user.toLowerCase();
         const ts = m.lastTs;
         const list = m.recipients;

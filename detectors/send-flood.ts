@@ -111,7 +111,7 @@ export const sendFloodDetector = defineDetector({
   config,
   events: [],
   messages: true,
-  create(cfg, { store, emit }) {
+  create(cfg, { store, emit, owner }) {
     const maxKeys = cfg.maxKeys;
     // One counter per window holds messages and recipients together, packed as
     // msgs + rcpts·PACK (messages < 2^21 per window, recipients < 2^32): half the
@@ -135,7 +135,7 @@ export const sendFloodDetector = defineDetector({
     return {
       onMessage(m) {
         const user = m.saslUser;
-        if (user === undefined || user === '') return;
+        if (user === undefined || user === '' || !owner.account(user)) return;
         const key = user.toLowerCase();
         const ts = m.lastTs;
         const nr = Math.max(m.recipients.length, m.nrcpt ?? 0);

@@ -60,7 +60,7 @@ export const senderMismatchDetector = defineDetector({
   config,
   events: [],
   messages: true,
-  create(cfg, { store, site, emit }) {
+  create(cfg, { store, site, emit, owner }) {
     const forged = store.counter('forged', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });
     const foreign = store.counter('foreign', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });
     const domains = store.distinct('domains', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys, maxPerKey: 64 });
@@ -71,7 +71,7 @@ export const senderMismatchDetector = defineDetector({
       const account = normAccount(m.saslUser);
       const sender = m.sender;
       if (account === undefined || sender === undefined || sender === '') return;
-      if (site.senderAllowed(account, sender)) return;
+      if (!owner.account(account) || site.senderAllowed(account, sender)) return;
 
       const ts = m.firstTs;
       const s = sender.toLowerCase();

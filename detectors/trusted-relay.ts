@@ -83,7 +83,7 @@ export const trustedRelayDetector = defineDetector({
   config,
   events: ['smtp.reject'],
   messages: true,
-  create(cfg, { store, site, emit }) {
+  create(cfg, { store, site, emit, owner }) {
     const probes = store.counter('relay-denied', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });
     const probeTargets = store.distinct('relay-denied-targets', { windowMs: cfg.windowMs, maxPerKey: 100, maxKeys: cfg.maxKeys });
     const probeSamples = store.recent<Evidence[]>('relay-denied-samples', { ttlMs: cfg.windowMs, maxKeys: cfg.maxKeys });
@@ -148,12 +148,12 @@ export const trustedRelayDetector = defineDetector({
       onMessage(m) {
         if (m.origin !== 'smtp' || m.saslUser !== undefined) return;
         const ip = m.clientIp;
-        if (ip === undefined || site.isMailHost(ip)) return; // loopback included
+        if (ip === undefined || site.isMailHost(ip) || !owner.ip(ip)) return; // loopback included
         onRelayMessage(m, ip, site.inTrustedNetworks(ip));
       },
 
       onEvent(e) {
-        if (e.kind !== 'smtp.reject' || e.category !== 'relay-denied' || e.ip === undefined) return;
+        if (e.kind !== 'smtp.reject' || e.category !== 'relay-denied' || e.ip === undefined || !owner.ip(e.ip)) return;
         const ip = e.ip;
         const n = probes.add(ip, e.ts);
         const target = e.to !== undefined ? domainOf(e.to) : '';
