@@ -18,10 +18,17 @@
  *
  * Logins from loopback / our own mail hosts are not on the wire: ignored.
  * One finding per account per `cooldownMs` (a day).
+ *
+ * Distributed mode: whether a login was cleartext is judged in the client
+ * IP's delivery (the handshakes seen per host and IP live there); the
+ * finding and its cooldown are the account's, so it is handed off to the
+ * account's delivery. Whether a host logs handshakes at all is site
+ * knowledge (SiteKnowledge.logsTlsHandshakes), not any one client's.
  */
 import { z } from 'zod';
 import { authProtocols, type Event } from '../src/core/events.js';
 import type { Source } from '../src/core/record.js';
+import { accountRoute } from '../src/detect/route.js';
 import { evidence, normAccount, passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 
@@ -46,6 +53,30 @@ const config = z.object({
 
 const PLAIN_THREAD = /^(?:Imap|Pop3)Server-/;
 
+/** A cleartext login, judged in the IP's delivery, reported in the account's. */
+interface Cleartext {
+  account: string;
+  ip: string;
+  ts: number;
+  src: Source;
+  protocol: string;
+  detail: Record<string, unknown>;
+}
+
+function isCleartext(d: unknown): d is Cleartext {
+  const x = d as Partial<Cleartext> | null;
+  return (
+    typeof x?.account === 'string' &&
+    typeof x.ip === 'string' &&
+    typeof x.ts === 'number' &&
+    typeof x.src?.file === 'string' &&
+    typeof x.src.offset === 'number' &&
+    typeof x.protocol === 'string' &&
+    typeof x.detail === 'object' &&
+    x.detail !== null
+  );
+}
+
 const protocolNames: Record<string, string> = {
   imap: 'IMAP',
   pop3: 'POP3',
@@ -64,14 +95,18 @@ export const plaintextAuthDetector = defineDetector({
   config,
   events: ['auth', 'smtp.client', 'smtp.tls'],
   messages: false,
-  create(cfg, { store, site, emit }) {
+  create(cfg, { store, site, emit, owner, handOff }) {
     const protocols = new Set<string>(cfg.protocols);
     const smtpServices = new Set(cfg.smtpServices);
     const tlsSeen = store.recent<number>('tls', { ttlMs: cfg.smtpTlsTtlMs, maxKeys: cfg.maxKeys });
-    const tlsHosts = store.recent<number>('tls-hosts', { ttlMs: cfg.tlsLoggingTtlMs, maxKeys: 10_000 });
     const cool = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys: cfg.maxKeys });
 
     function report(account: string, ip: string, ts: number, src: Source, protocol: string, detail: Record<string, unknown>): void {
+      if (owner.account(account)) emitOnce(account, ip, ts, src, protocol, detail);
+      else handOff(accountRoute(account), { account, ip, ts, src, protocol, detail } satisfies Cleartext);
+    }
+
+    function emitOnce(account: string, ip: string, ts: number, src: Source, protocol: string, detail: Record<string, unknown>): void {
       if (!passCooldown(cool, account, ts, 'low')) return;
       const name = protocolNames[protocol] ?? protocol;
       emit({
@@ -92,13 +127,14 @@ export const plaintextAuthDetector = defineDetector({
 
     function onEvent(e: Event): void {
       if (e.kind === 'smtp.tls') {
-        if (e.direction !== 'in' || e.ip === undefined) return;
+        // the host's "logs handshakes" is learnt by SiteKnowledge from this event
+        if (e.direction !== 'in' || e.ip === undefined || !owner.ip(e.ip)) return;
         tlsSeen.set(`${e.host}|${e.ip}`, e.ts, e.ts);
-        tlsHosts.set(e.host, e.ts, e.ts);
       } else if (e.kind === 'auth') {
         if (e.outcome !== 'success' || e.ip === undefined || !protocols.has(e.protocol)) return;
         const plain = e.tls === false || (e.tls === undefined && e.thread !== undefined && PLAIN_THREAD.test(e.thread));
-        if (!plain || site.isMailHost(e.ip)) return;
+        // judged with the SMTP case in the IP's delivery, so an item's findings keep their standalone order
+        if (!plain || site.isMailHost(e.ip) || !owner.ip(e.ip)) return;
         const account = normAccount(e.account);
         if (account === undefined) return;
         const detail: Record<string, unknown> = { source: e.source };
@@ -107,19 +143,26 @@ export const plaintextAuthDetector = defineDetector({
         if (e.method !== undefined) detail.method = e.method;
         report(account, e.ip, e.ts, e.src, e.protocol, detail);
       } else if (e.kind === 'smtp.client') {
-        if (e.account === undefined || !smtpServices.has(e.service) || site.isMailHost(e.ip)) return;
+        if (e.account === undefined || !smtpServices.has(e.service) || site.isMailHost(e.ip) || !owner.ip(e.ip)) return;
         const key = `${e.host}|${e.ip}`;
         if (tlsSeen.get(key, e.ts) !== undefined) {
           tlsSeen.set(key, e.ts, e.ts); // a long TLS session keeps covering its mails
           return;
         }
-        if (cfg.requireTlsLogging && tlsHosts.get(e.host, e.ts) === undefined) return;
+        if (cfg.requireTlsLogging && !site.logsTlsHandshakes(e.host, e.ts, cfg.tlsLoggingTtlMs)) return;
         const account = normAccount(e.account);
         if (account === undefined) return;
         report(account, e.ip, e.ts, e.src, 'smtp', { service: e.service, saslMethod: e.saslMethod, host: e.host, smtpTlsTtlMs: cfg.smtpTlsTtlMs });
       }
     }
 
-    return { onEvent };
+    return {
+      onEvent,
+      onHandOff(data) {
+        if (!isCleartext(data)) return false;
+        emitOnce(data.account, data.ip, data.ts, data.src, data.protocol, data.detail);
+        return true;
+      },
+    };
   },
 });

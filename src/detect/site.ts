@@ -86,6 +86,7 @@ export function domainOf(addr: string): string {
 
 const localAgents = new Set(['lmtp', 'local', 'virtual']);
 const MAX_LEARNT = 10_000;
+const MAX_TLS_HOSTS = 10_000;
 
 export class SiteKnowledge {
   readonly config: SiteConfig;
@@ -97,6 +98,13 @@ export class SiteKnowledge {
   private readonly aliasMap: Map<string, Set<string>>;
   /** Domains learnt from the logs. */
   private learnt = new Set<string>();
+  /**
+   * Hosts that log inbound TLS handshakes (smtpd_tls_loglevel >= 1) → time of
+   * the last one: only on those does an SMTP AUTH without a logged handshake
+   * mean cleartext. A fact about the host, not about any one client, so it
+   * is site knowledge (every partition of distributed mode needs it).
+   */
+  private tlsHosts = new Map<string, number>();
 
   constructor(config: Partial<SiteConfig> = {}) {
     this.config = { ...defaultSiteConfig, ...config };
@@ -141,8 +149,23 @@ export class SiteKnowledge {
     return false;
   }
 
-  /** Learn local domains from what the server does. */
+  /** Whether `host` logged an inbound TLS handshake at most `ttlMs` before `ts`. */
+  logsTlsHandshakes(host: string, ts: number, ttlMs: number): boolean {
+    const t = this.tlsHosts.get(host);
+    if (t === undefined) return false;
+    if (ts - t > ttlMs) {
+      this.tlsHosts.delete(host);
+      return false;
+    }
+    return true;
+  }
+
+  /** Learn local domains, and which hosts log TLS handshakes, from what the server does. */
   learnEvent(e: Event): void {
+    if (e.kind === 'smtp.tls') {
+      if (e.direction === 'in' && e.ip !== undefined) this.sawTlsHandshake(e.host, e.ts);
+      return;
+    }
     if (this.configuredDomains.size > 0 || this.learnt.size >= MAX_LEARNT) return;
     if (e.kind === 'smtp.client' && e.account !== undefined) {
       const d = domainOf(e.account);
@@ -156,6 +179,16 @@ export class SiteKnowledge {
     }
   }
 
+  private sawTlsHandshake(host: string, ts: number): void {
+    const m = this.tlsHosts;
+    // most recently seen last, so the oldest host goes first when full
+    if (!m.delete(host) && m.size >= MAX_TLS_HOSTS) {
+      const oldest = m.keys().next().value;
+      if (oldest !== undefined) m.delete(oldest);
+    }
+    m.set(host, ts);
+  }
+
   learnMessage(_m: Message): void {
     // messages carry nothing the events did not already teach
   }
@@ -165,11 +198,12 @@ export class SiteKnowledge {
   }
 
   snapshot(): unknown {
-    return { learnt: [...this.learnt] };
+    return { learnt: [...this.learnt], tlsHosts: [...this.tlsHosts] };
   }
 
   restore(s: unknown): void {
-    const d = s as { learnt?: string[] };
+    const d = s as { learnt?: string[]; tlsHosts?: [string, number][] };
     this.learnt = new Set(d.learnt ?? []);
+    this.tlsHosts = new Map(d.tlsHosts ?? []);
   }
 }
