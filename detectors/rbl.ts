@@ -35,10 +35,17 @@
  * The promises of lookups in flight are held outside the window store: they
  * are I/O handles, not detection state (a snapshot taken mid-lookup simply
  * forgets them; the pending mark expires after `pendingTtlMs`).
+ *
+ * Distributed mode (src/detect/route.ts): listings, counts and lookups are
+ * the IP's state, kept in its delivery; a login from a listed IP is decided
+ * there and handed off (DetectorDeps.handOff) to the account's delivery,
+ * which owns the listed-ip finding and its cooldown. The per-list counts
+ * (window.listCounts) then cover the partition's IPs only.
  */
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import type { Evidence, Severity } from '../src/detect/finding.js';
+import { accountRoute } from '../src/detect/route.js';
 import { defineDetector } from './types.js';
 
 const config = z.object({
@@ -85,6 +92,34 @@ interface ActiveAnswer {
   listed: { zone: string; reply: string }[];
 }
 
+/**
+ * A listed IP logged in to an account. Decided where the IP's state is (its
+ * delivery), reported where the account's is: the finding, its cooldown
+ * and the policy that combines it with the account's other signals.
+ */
+interface ListedLogin {
+  account: string;
+  ip: string;
+  ts: number;
+  src: { file: string; offset: number };
+  how: 'passive' | 'active';
+  detail: { list: string; reply?: string; listingSrc?: Evidence };
+}
+
+function isListedLogin(d: unknown): d is ListedLogin {
+  const x = d as Partial<ListedLogin> | null;
+  return (
+    typeof x?.account === 'string' &&
+    typeof x.ip === 'string' &&
+    typeof x.ts === 'number' &&
+    typeof x.src?.file === 'string' &&
+    typeof x.src.offset === 'number' &&
+    (x.how === 'passive' || x.how === 'active') &&
+    typeof x.detail?.list === 'string' &&
+    (x.detail.reply === undefined || typeof x.detail.reply === 'string')
+  );
+}
+
 /** Reasons of rbl rejects that name a domain (DBL/RHSBL), not the client IP. */
 const DOMAIN_LISTING = ['sender address', 'helo command', 'recipient address', 'client hostname'];
 const SKIP_RANGES = new Set(['private', 'loopback', 'linkLocal', 'uniqueLocal', 'carrierGradeNat', 'unspecified', 'multicast', 'broadcast']);
@@ -119,7 +154,7 @@ export const rblDetector = defineDetector({
   config,
   events: ['smtp.reject', 'dnsbl', 'postscreen', 'auth', 'smtp.client'],
   messages: false,
-  create(cfg, { store, site, emit, dns }) {
+  create(cfg, { store, site, emit, dns, owner, handOff }) {
     const perIp = store.counter('rejects-ip', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });
     const perList = store.counter('rejects-list', { windowMs: cfg.windowMs, maxKeys: 1000 });
     const listsOfIp = store.distinct('lists-ip', { windowMs: cfg.windowMs, maxPerKey: 20, maxKeys: cfg.maxKeys });
@@ -146,6 +181,7 @@ export const rblDetector = defineDetector({
 
     /** Count a reject/listing; mark the IP listed when it is the IP that is listed. */
     function seen(ip: string, list: string, reply: string | undefined, marksIp: boolean, ts: number, src: { file: string; offset: number }): void {
+      if (!owner.ip(ip)) return;
       const n = perIp.add(ip, ts);
       perList.add(list, ts);
       const lists = listsOfIp.add(ip, list, ts).count;
@@ -188,12 +224,18 @@ export const rblDetector = defineDetector({
       });
     }
 
+    /** Report in the account's delivery: now when this one owns it (standalone), else by hand-off; always by hand-off from a DNS callback. */
+    function toAccount(l: ListedLogin, async: boolean): void {
+      if (!async && owner.account(l.account)) listedLogin(l.account, l.ip, l.ts, l.src, l.how, l.detail);
+      else handOff(accountRoute(l.account), l);
+    }
+
     function activeLookup(ip: string, login: Login): void {
       if (!dns) return;
       const cached = answers.get(ip, login.ts);
       if (cached !== undefined) {
         const hit = cached.listed[0];
-        if (hit) listedLogin(login.account, ip, login.ts, login, 'active', { list: hit.zone, reply: hit.reply });
+        if (hit) toAccount({ account: login.account, ip, ts: login.ts, src: { file: login.file, offset: login.offset }, how: 'active', detail: { list: hit.zone, reply: hit.reply } }, false);
         return;
       }
       const waiting = pending.get(ip, login.ts);
@@ -223,17 +265,19 @@ export const rblDetector = defineDetector({
         if (hits.length > 0 || perZone.every((z) => z !== undefined)) answers.set(ip, login.ts, { listed: hits });
         const hit = hits[0];
         if (!hit) return;
-        for (const w of waiters) listedLogin(w.account, ip, w.ts, w, 'active', { list: hit.zone, reply: hit.reply });
+        for (const w of waiters) toAccount({ account: w.account, ip, ts: w.ts, src: { file: w.file, offset: w.offset }, how: 'active', detail: { list: hit.zone, reply: hit.reply } }, true);
       });
       inflight.add(p);
       void p.finally(() => inflight.delete(p));
     }
 
+    /** Whether the IP is listed, and the lookup: the IP's delivery; the finding: the account's. */
     function login(account: string, ip: string, ts: number, src: { file: string; offset: number }): void {
-      if (site.isMailHost(ip)) return; // loopback included
+      if (site.isMailHost(ip) || !owner.ip(ip)) return; // loopback included
       const l = listed.get(ip, ts);
       if (l !== undefined) {
-        listedLogin(account, ip, ts, src, 'passive', { list: l.list, reply: l.reply, listingSrc: ev(l, l.ts, `${ip} listed by ${l.list}${l.reply ? ` as ${l.reply}` : ''}`) });
+        const listingSrc = ev(l, l.ts, `${ip} listed by ${l.list}${l.reply ? ` as ${l.reply}` : ''}`);
+        toAccount({ account, ip, ts, src, how: 'passive', detail: { list: l.list, reply: l.reply, listingSrc } }, false);
       }
       if (!activeOn) return;
       const a = parseIp(ip);
@@ -277,6 +321,12 @@ export const rblDetector = defineDetector({
           default:
             return;
         }
+      },
+
+      onHandOff(data) {
+        if (!isListedLogin(data)) return false;
+        listedLogin(data.account, data.ip, data.ts, data.src, data.how, data.detail);
+        return true;
       },
 
       async drain() {

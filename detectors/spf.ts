@@ -26,12 +26,19 @@
  * is cached `cacheTtlMs`; `temperror` is not cached. Evaluation is async:
  * onMessage fires it and returns; findings follow when it completes, with the
  * message's ts. `drain()` waits for evaluations in flight.
+ *
+ * Distributed mode (src/detect/route.ts): inbound counts are the client
+ * IP's; outbound evaluation runs in the delivery owning the account (or the
+ * trusted IP), and its verdict comes back to that owner through a hand-off.
+ * The verdict cache per domain, and window.foreignFails, are then per
+ * partition.
  */
 import { spf as spfVerify } from 'mailauth/lib/spf/index.js';
 import { z } from 'zod';
 import type { Message } from '../src/correlator/message.js';
 import type { DnsLookup } from '../src/detect/dns.js';
 import type { Evidence, Severity } from '../src/detect/finding.js';
+import { accountRoute, ipRoute } from '../src/detect/route.js';
 import { domainOf, type SiteKnowledge } from '../src/detect/site.js';
 import { defineDetector } from './types.js';
 
@@ -70,6 +77,32 @@ interface Waiter {
   sender: string;
   queueId: string;
   external: number;
+}
+
+/** An outbound verdict handed back to the delivery owning the waiting entity. */
+interface VerdictFor {
+  w: Waiter;
+  domain: string;
+  v: Verdict;
+}
+
+function isVerdictFor(d: unknown): d is VerdictFor {
+  const x = d as Partial<VerdictFor> | null;
+  const w = x?.w;
+  return (
+    typeof x?.domain === 'string' &&
+    typeof x.v?.result === 'string' &&
+    typeof x.v.perIp === 'object' &&
+    typeof w?.entity === 'object' &&
+    (w.entity.kind === 'account' || w.entity.kind === 'ip') &&
+    typeof w.entity.id === 'string' &&
+    typeof w.ts === 'number' &&
+    typeof w.file === 'string' &&
+    typeof w.offset === 'number' &&
+    typeof w.sender === 'string' &&
+    typeof w.queueId === 'string' &&
+    typeof w.external === 'number'
+  );
 }
 
 const TRIED = new Set(['sent', 'deferred', 'bounced', 'expired', 'softbounce', 'undeliverable', 'deliverable']);
@@ -120,7 +153,7 @@ export const spfDetector = defineDetector({
   config,
   events: ['spf', 'smtp.reject'],
   messages: true,
-  create(cfg, { store, site, emit, dns }) {
+  create(cfg, { store, site, emit, dns, owner, handOff }) {
     const inboundFails = store.counter('inbound-fails', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });
     const inboundDomains = store.distinct('inbound-domains', { windowMs: cfg.windowMs, maxPerKey: 20, maxKeys: cfg.maxKeys });
     const foreignFails = store.counter('inbound-foreign', { windowMs: cfg.windowMs, maxKeys: 1 });
@@ -148,10 +181,11 @@ export const spfDetector = defineDetector({
       const domain = domainOf(sender);
       if (domain === '') return;
       if (!site.isLocalDomain(domain)) {
-        foreignFails.add('*', ts);
+        // a site-wide count, no entity's: once per item
+        if (owner.primary()) foreignFails.add('*', ts);
         return;
       }
-      if (ip === undefined || site.isMailHost(ip) || site.inTrustedNetworks(ip) || site.isOutboundIp(ip)) return;
+      if (ip === undefined || site.isMailHost(ip) || site.inTrustedNetworks(ip) || site.isOutboundIp(ip) || !owner.ip(ip)) return;
       const n = inboundFails.add(ip, ts);
       const domains = inboundDomains.add(ip, domain, ts).count;
       if (n < cfg.inboundThreshold || !due(`spf-inbound-fail|${ip}`, 'medium', ts)) return;
@@ -223,12 +257,13 @@ export const spfDetector = defineDetector({
       const domain = domainOf(sender);
       if (domain === '' || site.isLocalDomain(domain) || allowedDomains.has(domain)) return;
       let entity: Waiter['entity'];
+      // the entity's delivery evaluates (its counts and cooldown live there)
       if (m.saslUser !== undefined) {
-        if (site.senderAllowed(m.saslUser, sender)) return;
+        if (!owner.account(m.saslUser) || site.senderAllowed(m.saslUser, sender)) return;
         entity = { kind: 'account', id: m.saslUser };
       } else {
         const ip = m.clientIp;
-        if (ip === undefined || site.isMailHost(ip) || !site.inTrustedNetworks(ip)) return; // mail hosts include loopback
+        if (ip === undefined || site.isMailHost(ip) || !site.inTrustedNetworks(ip) || !owner.ip(ip)) return; // mail hosts include loopback
         entity = { kind: 'ip', id: ip };
       }
       const external = externalCount(m, site);
@@ -251,7 +286,9 @@ export const spfDetector = defineDetector({
           pending.delete(domain);
           if (v === undefined) return;
           verdicts.set(domain, w.ts, v);
-          for (const x of waiters) report(x, domain, v);
+          if (v.result !== 'fail' && v.result !== 'softfail') return;
+          // Counts and cooldowns are the entity's: back through its delivery (standalone: at once).
+          for (const x of waiters) handOff(x.entity.kind === 'account' ? accountRoute(x.entity.id) : ipRoute(x.entity.id), { w: x, domain, v } satisfies VerdictFor);
         },
         () => {
           pending.delete(domain);
@@ -275,6 +312,11 @@ export const spfDetector = defineDetector({
       },
       onMessage(m) {
         outbound(m);
+      },
+      onHandOff(data) {
+        if (!isVerdictFor(data)) return false;
+        report(data.w, data.domain, data.v);
+        return true;
       },
       async drain() {
         while (inflight.size > 0) await Promise.allSettled([...inflight]);
