@@ -2,6 +2,7 @@
 // `floodgate ship` → Kafka → `floodgate detect` (parse, re-key, detect) →
 // ClickHouse, compared with what `floodgate replay` finds on the same files.
 import { appendFileSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as S from '../../bench/scenarios.js';
@@ -9,6 +10,18 @@ import { appendSlowly, Cluster, findingKey, replay, waitFor } from './helpers/cl
 import { REPO_ROOT } from './helpers/services.js';
 
 const DEMO = join(REPO_ROOT, 'demo', 'zimbra-day.log');
+const READ_TOKEN = 'read-token-for-tests-0123456789';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
 const clusters: Cluster[] = [];
 afterAll(async () => {
   for (const c of clusters) await c.close();
@@ -88,12 +101,14 @@ async function appendInTimeOrder(files: [string, string[]][]): Promise<void> {
 
 describe('floodgate ship → Kafka → floodgate detect → ClickHouse', () => {
   it('finds and (dry-run) locks the demo day\'s stolen account, with the same findings as replay, every event stored once', async () => {
-    const c = cluster({ partitions: 3 });
+    const c = cluster({ partitions: 3, extra: { api: { tokens: [{ name: 'soc', role: 'read', token: READ_TOKEN }] } } });
     const log = join(c.dir, 'zimbra.log');
     writeFileSync(log, '');
     const config = c.config('mta1', [{ path: log }], { host: 'mta1' });
     c.detect('w1', config);
     c.ship('ship1', config);
+    const port = await freePort();
+    c.spawn('api', ['api', '--config', config, '--listen', `127.0.0.1:${port}`]);
     const lines = readFileSync(DEMO, 'utf8').split('\n').filter((l) => l !== '');
     await appendSlowly(log, lines, 8, 300);
 
@@ -118,6 +133,16 @@ describe('floodgate ship → Kafka → floodgate detect → ClickHouse', () => {
     const msgs = await c.count("SELECT count() AS n FROM messages FINAL WHERE sasl_user = 'lucas@example.com'");
     expect(msgs).toBeGreaterThan(0);
     expect(findings.some((f) => f.startsWith('sender-mismatch|lucas@example.com|'))).toBe(true);
+
+    // The SOC sees the same through `floodgate api` (ClickHouse + Redis), with a token.
+    const base = `http://127.0.0.1:${port}`;
+    const auth = { authorization: `Bearer ${READ_TOKEN}` };
+    const noToken = await fetch(`${base}/findings`);
+    expect(noToken.status).toBe(401);
+    const viaApi = (await (await fetch(`${base}/findings?limit=1000`, { headers: auth })).json()) as { findings: { detector: string; entity: { id: string }; ts: number; score: number }[] };
+    expect(viaApi.findings.map((f) => findingKey(f)).sort()).toEqual(findings);
+    const account = (await (await fetch(`${base}/accounts/lucas@example.com`, { headers: auth })).json()) as Record<string, unknown[]>;
+    expect(JSON.stringify(account)).toContain('sender-mismatch');
   });
 
   it('two MTAs carrying one compromised account: its windows see both hosts, as replay of both files does', async () => {
