@@ -107,3 +107,157 @@ describe('WindowStore', () => {
     expect(Object.keys(b.stats())).toEqual(['det.c', 'det.d', 'det.b', 'det.r']);
   });
 });
+
+/** A deterministic stream of operations on all four structures; returns every result. */
+function drive(x: ReturnType<typeof buildAll>, from: number, to: number): unknown[] {
+  const out: unknown[] = [];
+  let seed = 7 + from;
+  const pick = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return Math.floor((seed / 2147483648) * n);
+  };
+  for (let i = from; i < to; i++) {
+    // mostly forward in time, sometimes late (interleaved files), now and then a gap
+    const ts = t0 + i * 700 - (pick(5) === 0 ? pick(90_000) : 0) + (i > 3000 ? 600_000 : 0);
+    const key = `account-${pick(40)}@example.com`;
+    const value = `${pick(2) === 0 ? 'd' : 'domain-'}${pick(pick(3) === 0 ? 40 : 6)}.example.net`;
+    switch (pick(9)) {
+      case 0:
+        out.push(x.c.add(key, ts, 1 + pick(3)));
+        break;
+      case 1:
+        out.push(x.c.get(key, ts));
+        break;
+      case 2:
+      case 3:
+        out.push(x.d.add(key, value, ts));
+        break;
+      case 4:
+        out.push(x.d.values(key, ts));
+        break;
+      case 5:
+        out.push(x.b.add(key, ts, pick(4)));
+        break;
+      case 6:
+        x.r.set(key, ts, [value, i]);
+        break;
+      case 7:
+        out.push(x.r.get(key, ts));
+        break;
+      default:
+        out.push(x.h.add(key, value, ts));
+    }
+  }
+  out.push(x.store.stats());
+  return out;
+}
+
+function buildAll(store = new WindowStore()) {
+  const sc = store.scope('det');
+  return {
+    store,
+    c: sc.counter('c', { windowMs: 60_000, buckets: 6, maxKeys: 30 }),
+    d: sc.distinct('d', { windowMs: 45_000, maxKeys: 30, maxPerKey: 24 }),
+    h: sc.distinct('h', { windowMs: 45_000, maxKeys: 30, maxPerKey: 24, keepValues: false }),
+    b: sc.baseline('b', { periodMs: 10_000, halfLifeMs: 100_000, maxKeys: 30 }),
+    r: sc.recent<[string, number]>('r', { ttlMs: 20_000, maxKeys: 30 }),
+  };
+}
+
+describe('WindowStore snapshot/restore', () => {
+  it('a store restored from its JSON snapshot continues exactly as the original (sums, sets, order, evictions, expiry)', () => {
+    const a = buildAll();
+    drive(a, 0, 2500);
+    const json = JSON.stringify(a.store.snapshot());
+    const b = buildAll();
+    b.store.restore(JSON.parse(json) as Record<string, unknown>);
+    expect(b.store.stats()).toEqual(a.store.stats());
+    const ra = drive(a, 2500, 6000);
+    const rb = drive(b, 2500, 6000);
+    expect(rb).toEqual(ra);
+    expect(JSON.stringify(b.store.snapshot())).toBe(JSON.stringify(a.store.snapshot()));
+    // the run did evict and expire, so those paths were compared too
+    const s = a.store.stats();
+    expect(Object.values(s).some((x) => x.evicted > 0)).toBe(true);
+  });
+
+  it('is compact: one row per key, times relative to the structure clock', () => {
+    const c = new SlidingCounter({ windowMs: 3600_000, maxKeys: 10_000 });
+    for (let i = 0; i < 1000; i++) c.add(`user${i}@example.com`, t0 + i * 1000);
+    const json = JSON.stringify(c.snapshot());
+    expect(json.length / 1000).toBeLessThan(70); // key (~20 chars) + time offset + 12 buckets
+    const d = new DistinctCounter({ windowMs: 3600_000, maxKeys: 10_000, maxPerKey: 50 });
+    for (let i = 0; i < 1000; i++) for (let j = 0; j < 5; j++) d.add(`user${i}@example.com`, `net${j}`, t0 + i * 1000 + j);
+    expect(JSON.stringify(d.snapshot()).length / 1000).toBeLessThan(120);
+  });
+
+  it('restores a snapshot written before the compact format', () => {
+    const legacy = {
+      'det.c': { e: 1, m: [['k', { t: t0, head: 2, b: [1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0], sum: 5 }]] },
+      'det.d': { e: 0, m: [['k', [['v1', t0], ['v2', t0 + 5]], true]] },
+      'det.b': { e: 0, m: [['k', { p: t0, c: 3, mean: 2, m2: 8, w: 2 }]] },
+      'det.r': { e: 0, m: [['k', { t: t0, v: ['one', 1] }]] },
+    };
+    const x = buildAll();
+    x.store.restore(legacy);
+    expect(x.c.get('k', t0 + 1)).toBe(5);
+    expect(x.d.values('k', t0 + 6)).toEqual(['v1', 'v2']);
+    expect(x.d.add('k', 'v3', t0 + 6)).toEqual({ isNew: true, count: 3, capped: false }); // below maxPerKey: the old flag clears
+    expect(x.b.get('k', t0 + 1)).toEqual({ mean: 2, std: 2, weight: 2, current: 3 });
+    expect(x.r.get('k', t0 + 1)).toEqual(['one', 1]);
+    expect(x.store.stats()['det.c']).toEqual({ keys: 1, evicted: 1 });
+  });
+});
+
+describe('compact layout', () => {
+  it('holds each key string once for the whole store and lets it go when no structure holds it', () => {
+    const x = buildAll();
+    const line = 'Nov 27 10:00:00 mx1 postfix/smtpd[1]: client=a, sasl_username=someone.long@example.com';
+    const key = line.slice(line.indexOf('=', 50) + 1); // a view into the line, as parsers produce
+    x.c.add(key, t0);
+    x.d.add(key, 'v', t0);
+    x.b.add(key, t0);
+    x.r.set(key, t0, ['x', 1]);
+    expect(x.store.strings.size).toBe(2); // the key and 'v'
+    x.c.reset(key);
+    x.r.delete(key);
+    expect(x.store.strings.size).toBe(2);
+    // the distinct set and the baseline still hold it; expiry of the set lets 'v' go
+    expect(x.d.count(key, t0 + 46_000)).toBe(0);
+    expect(x.store.strings.size).toBe(1);
+  });
+
+  it('drops keys whose window has passed before evicting live ones', () => {
+    const c = new SlidingCounter({ windowMs: 60_000, maxKeys: 1000 });
+    for (let i = 0; i < 600; i++) c.add(`old${i}`, t0);
+    for (let i = 0; i < 600; i++) c.add(`new${i}`, t0 + 10 * 60_000 + i);
+    expect(c.stats()).toEqual({ keys: 600, evicted: 0 });
+    expect(c.get('new0', t0 + 10 * 60_000 + 600)).toBe(1);
+  });
+
+  it('keeps the last-seen order when a set grows past the small form and shrinks back', () => {
+    const d = new DistinctCounter({ windowMs: 60_000, maxKeys: 10, maxPerKey: 100 });
+    for (let i = 0; i < 30; i++) d.add('k', `v${i}`, t0 + i * 1000);
+    d.add('k', 'v3', t0 + 30_000); // seen again: now the newest
+    const vals = d.values('k', t0 + 30_000);
+    expect(vals).toHaveLength(30);
+    expect(vals.slice(0, 3)).toEqual(['v0', 'v1', 'v2']);
+    expect(vals.at(-1)).toBe('v3');
+    // v0..v24 except v3 slide out: 5 left plus v3, back in the small form, same order
+    expect(d.values('k', t0 + 85_000)).toEqual(['v25', 'v26', 'v27', 'v28', 'v29', 'v3']);
+    expect(d.add('k', 'v26', t0 + 85_000)).toEqual({ isNew: false, count: 6, capped: false });
+    expect(d.values('k', t0 + 85_000)).toEqual(['v25', 'v27', 'v28', 'v29', 'v3', 'v26']);
+  });
+
+  it('without kept values counts and tests membership by hash, and refuses to list values', () => {
+    const h = new DistinctCounter({ windowMs: 60_000, maxKeys: 10, maxPerKey: 3, keepValues: false });
+    expect(h.add('k', 'a.example', t0)).toEqual({ isNew: true, count: 1, capped: false });
+    expect(h.add('k', 'a.example', t0 + 1)).toEqual({ isNew: false, count: 1, capped: false });
+    h.add('k', 'b.example', t0 + 2);
+    h.add('k', 'c.example', t0 + 3);
+    expect(h.add('k', 'd.example', t0 + 4)).toEqual({ isNew: true, count: 3, capped: true });
+    expect(h.has('k', 'b.example', t0 + 5)).toBe(true);
+    expect(h.has('k', 'd.example', t0 + 5)).toBe(false);
+    expect(() => h.values('k', t0)).toThrow(/keepValues/);
+  });
+});

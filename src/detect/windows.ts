@@ -1,14 +1,28 @@
 /**
  * The window store: the only place detector state lives. Every structure is
  * keyed (account, IP, ...), bounded (a key cap with least-recently-used
- * eviction, counted), expires by *log* time, and holds plain data, so the
- * whole store can be snapshotted to JSON and restored in another process.
+ * eviction, counted), expires by *log* time, and snapshots to compact JSON
+ * that restores in another process and continues identically.
  *
  * Structures:
  * - SlidingCounter: per-key sum over a sliding window, in fixed buckets.
  * - DistinctCounter: per-key distinct values seen within a window (capped per key).
  * - Baseline: per-key decayed rate (mean and variance of per-bucket counts).
  * - Recent: per-key small JSON value with a TTL (e.g. "last failures").
+ *
+ * Layout (why it is not a Map of objects): with 100,000 accounts and
+ * 1,000,000 IPs the store holds millions of (structure, key) entries, and an
+ * object per entry, a copy of the key per structure and boxed doubles cost
+ * ~1 KB per account per detector. So:
+ * - every key and every distinct value is held once per store, in a
+ *   reference-counted StringTable, and known to structures by its integer id;
+ * - each structure maps key id → slot with an open-addressing Int32Array
+ *   index, keeps its least-recently-used order as a doubly linked list of
+ *   slots, and stores per-key numbers in typed-array columns by slot;
+ * - a DistinctCounter's small sets are runs of (value id, last seen) in
+ *   linked typed-array chunks of 4 entries; larger sets are a Map.
+ * Nothing is allocated per key beyond the shared key string, and a key whose
+ * window has passed is dropped (its slot reused) before live keys are evicted.
  */
 
 export interface Bounds {
@@ -31,48 +45,328 @@ export function own(s: string): string {
   return s.length < 13 ? s : (' ' + s).slice(1);
 }
 
+/**
+ * 32-bit hash of a string (FNV-1a over UTF-16 units, then murmur3's
+ * finaliser so that near-identical strings spread over all bits). Used by
+ * DistinctCounters that keep no values: two different values collide with
+ * probability 2^-32, so a set of n values mistakes a new value for a known
+ * one with probability ≈ n / 2^32 (one in 200 million for n = 20). A
+ * collision can only under-count (never invent a value).
+ */
+export function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h | 0;
+}
+
 /** Keys whose last activity is this much older than their window are dropped (out-of-order tolerance). */
 const EXPIRY_SLACK_MS = 120_000;
 
-class Keyed<V> {
-  map = new Map<string, V>();
+function grownI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(n);
+  b.set(a.length <= n ? a : a.subarray(0, n));
+  return b;
+}
+
+function grownF64(a: Float64Array, n: number): Float64Array<ArrayBuffer> {
+  const b = new Float64Array(n);
+  b.set(a.length <= n ? a : a.subarray(0, n));
+  return b;
+}
+
+function grownU8(a: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(n);
+  b.set(a.length <= n ? a : a.subarray(0, n));
+  return b;
+}
+
+// --- string table ---------------------------------------------------------------
+
+/**
+ * Each distinct key or value string once, with an integer id and a count of
+ * the structures (and set entries) holding it; dropped when the last lets
+ * go. One per WindowStore, so `alice@example.com` is one string however many
+ * detectors track her, and an IP that is a key in one structure and a value
+ * in another is stored once.
+ */
+export class StringTable {
+  private readonly ids = new Map<string, number>();
+  private strs: (string | undefined)[] = [];
+  private refs = new Int32Array(1024);
+  private readonly freeIds: number[] = [];
+  // The last string looked up: detectors ask several structures about the
+  // same key string in a row, and an identity hit skips the Map lookup.
+  private lastS: string | undefined;
+  private lastId = -1;
+
+  get size(): number {
+    return this.ids.size;
+  }
+
+  /** Id of s if held (no reference taken), else -1. */
+  find(s: string): number {
+    if (s === this.lastS) return this.lastId;
+    const id = this.ids.get(s);
+    if (id === undefined) return -1;
+    this.lastS = s;
+    this.lastId = id;
+    return id;
+  }
+
+  /** Take a reference to s (adding it if new); returns its id. */
+  acquire(s: string): number {
+    const found = this.find(s);
+    if (found >= 0) {
+      this.refs[found]!++;
+      return found;
+    }
+    const c = own(s);
+    const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.strs.length;
+    if (id >= this.refs.length) this.refs = grownI32(this.refs, this.refs.length * 2);
+    this.strs[id] = c;
+    this.refs[id] = 1;
+    this.ids.set(c, id);
+    this.lastS = c;
+    this.lastId = id;
+    return id;
+  }
+
+  /** One more reference to a held id. */
+  ref(id: number): void {
+    this.refs[id]!++;
+  }
+
+  release(id: number): void {
+    if (--this.refs[id]! > 0) return;
+    this.ids.delete(this.strs[id]!);
+    this.strs[id] = undefined;
+    this.freeIds.push(id);
+    if (id === this.lastId) {
+      this.lastS = undefined;
+      this.lastId = -1;
+    }
+  }
+
+  str(id: number): string {
+    return this.strs[id]!;
+  }
+}
+
+// --- keyed slots ------------------------------------------------------------------
+
+interface SnapshotV2 {
+  v: 2;
+  /** evicted */
+  e: number;
+  /** the structure's "now" (null before the first write); times in rows are relative to it */
+  n: number | null;
+  /** writes since the last sweep (so a restored store sweeps when the original would have) */
+  w: number;
+  /** one row per key, least recently used first, key first */
+  m: unknown[][];
+}
+
+/** A pre-v2 snapshot: `[key, state][]` in LRU order. */
+interface SnapshotV1 {
+  e: number;
+  m: unknown[][];
+}
+
+function isV2(d: unknown): d is SnapshotV2 {
+  return (d as { v?: unknown }).v === 2;
+}
+
+/**
+ * The key bookkeeping every structure shares: key id → slot through an
+ * open-addressing index (linear probing, ≤ 1/2 full), LRU order as a linked
+ * list of slots, and the batched eviction / expiry policy. Subclasses keep
+ * their per-key numbers in typed arrays indexed by slot.
+ */
+abstract class Keyed {
+  /** slot + 1 per cell, 0 = empty */
+  private index = new Int32Array(16);
+  private shift = 28; // 32 - log2(index.length)
+  private size = 0;
+  /** key id per slot (-1 = free) */
+  private kid = new Int32Array(0);
+  private prev = new Int32Array(0);
+  private next = new Int32Array(0);
+  private head = -1;
+  private tail = -1;
+  private readonly freeSlots: number[] = [];
+  private used = 0;
+  private cap = 0;
+  private readonly maxSlots: number;
   evicted = 0;
   /** Latest time written (the store's "now" for expiry). */
   now = -Infinity;
   private writes = 0;
 
-  /**
-   * @param expired whether a value holds nothing at time `limit` = now - its window - slack
-   *   (dropping it is then the same as keeping it: lookups would treat it as absent).
-   * @param spanMs the structure's window / TTL (Infinity: never swept)
-   */
+  /** @param spanMs the structure's window / TTL (Infinity: never swept) */
   constructor(
-    private readonly expired: (v: V, limit: number) => boolean,
+    protected readonly table: StringTable,
+    private readonly maxKeys: number,
     private readonly spanMs: number,
-  ) {}
+  ) {
+    // the most keys held at once: maxKeys plus the batch overshoot (see touch)
+    this.maxSlots = maxKeys + (maxKeys >> 4) + 2;
+  }
+
+  /** Resize the per-slot columns to `cap` slots (keeping slots below it). */
+  protected abstract grow(cap: number): void;
+  /** Whether the slot holds nothing at time `limit` = now - span - slack (dropping it is then the same as keeping it). */
+  protected abstract expired(slot: number, limit: number): boolean;
+  /** Let go of what a slot holds beyond its numbers (values, references). */
+  protected abstract drop(slot: number): void;
+  /** A snapshot row for slot: the key is prepended by the caller; times relative to `base`. */
+  protected abstract row(slot: number, base: number): unknown[];
+  /** Fill a freshly created slot from a snapshot row (key removed); times relative to `base`. */
+  protected abstract fromRow(slot: number, row: unknown[], base: number): void;
+  /** Fill a freshly created slot from a pre-v2 state object. */
+  protected abstract fromV1(slot: number, state: unknown): void;
+
+  /** Slot of key, or -1. */
+  protected find(key: string): number {
+    const id = this.table.find(key);
+    return id < 0 ? -1 : this.findId(id);
+  }
+
+  private home(id: number): number {
+    return Math.imul(id, 0x9e3779b1) >>> this.shift;
+  }
+
+  private findId(id: number): number {
+    const index = this.index;
+    const mask = index.length - 1;
+    const kid = this.kid;
+    let p = this.home(id);
+    for (;;) {
+      const s = index[p]!;
+      if (s === 0) return -1;
+      if (kid[s - 1] === id) return s - 1;
+      p = (p + 1) & mask;
+    }
+  }
+
+  private place(slot: number): void {
+    const index = this.index;
+    const mask = index.length - 1;
+    let p = this.home(this.kid[slot]!);
+    while (index[p] !== 0) p = (p + 1) & mask;
+    index[p] = slot + 1;
+  }
+
+  private rehash(cells: number): void {
+    this.index = new Int32Array(cells);
+    this.shift = 32 - Math.log2(cells);
+    for (let s = this.head; s >= 0; s = this.next[s]!) this.place(s);
+  }
+
+  /** Remove the index cell of slot (backward-shift deletion keeps probe runs unbroken). */
+  private unindex(slot: number): void {
+    const index = this.index;
+    const mask = index.length - 1;
+    const kid = this.kid;
+    let p = this.home(kid[slot]!);
+    while (index[p] !== slot + 1) p = (p + 1) & mask;
+    let q = p;
+    for (;;) {
+      q = (q + 1) & mask;
+      const s = index[q]!;
+      if (s === 0) break;
+      const h = this.home(kid[s - 1]!);
+      // leave s where it is when its home lies cyclically in (p, q]
+      const stays = p <= q ? h > p && h <= q : h > p || h <= q;
+      if (!stays) {
+        index[p] = s;
+        p = q;
+      }
+    }
+    index[p] = 0;
+  }
+
+  /** A new slot for key (not yet in the structure), linked as most recent. Columns may be reallocated. */
+  protected create(key: string): number {
+    let slot = this.freeSlots.pop();
+    if (slot === undefined) {
+      if (this.used === this.cap) this.growSlots();
+      slot = this.used++;
+    }
+    this.kid[slot] = this.table.acquire(key);
+    if ((this.size + 1) * 2 > this.index.length) this.rehash(this.index.length * 2);
+    this.place(slot);
+    this.size++;
+    this.prev[slot] = this.tail;
+    this.next[slot] = -1;
+    if (this.tail >= 0) this.next[this.tail] = slot;
+    else this.head = slot;
+    this.tail = slot;
+    return slot;
+  }
+
+  private growSlots(): void {
+    const cap = this.cap;
+    let n = cap === 0 ? 16 : cap * 2;
+    if (n > this.maxSlots && cap < this.maxSlots) n = this.maxSlots;
+    this.kid = grownI32(this.kid, n);
+    this.prev = grownI32(this.prev, n);
+    this.next = grownI32(this.next, n);
+    this.grow(n);
+    this.cap = n;
+  }
+
+  private unlink(slot: number): void {
+    const p = this.prev[slot]!;
+    const n = this.next[slot]!;
+    if (p >= 0) this.next[p] = n;
+    else this.head = n;
+    if (n >= 0) this.prev[n] = p;
+    else this.tail = p;
+  }
+
+  /** Forget a key (no eviction counted). */
+  protected remove(slot: number): void {
+    this.unlink(slot);
+    this.unindex(slot);
+    this.drop(slot);
+    this.table.release(this.kid[slot]!);
+    this.kid[slot] = -1;
+    this.freeSlots.push(slot);
+    this.size--;
+  }
 
   /**
-   * Mark key as most recently used. Eviction is batched: the map may overshoot
-   * maxKeys by 1/16 and is then trimmed in one pass, because evicting one key
-   * per insert with keys().next() walks V8's deleted-entry holes each time
-   * (quadratic once a structure is full). Now and then, keys whose window
-   * has passed are dropped from the least recently written end first, so a
-   * short-window structure holds its live keys, not maxKeys of mostly dead ones.
+   * Mark slot most recently used, at log time ts. Eviction is batched: the
+   * structure may overshoot maxKeys by 1/16 and is then trimmed in one pass
+   * (fewer, larger trims). Now and then, keys whose window has passed are
+   * dropped from the least recently written end first, so a short-window
+   * structure holds its live keys, not maxKeys of mostly dead ones.
+   * Callers read what they need from the slot first: the sweep may drop it
+   * (a write far older than the structure's now).
    */
-  touch(key: string, v: V, ts: number, maxKeys: number): void {
-    const m = this.map;
+  protected touch(slot: number, ts: number): void {
     if (ts > this.now) this.now = ts;
-    if (m.delete(key)) m.set(key, v);
-    else m.set(own(key), v);
-    if (m.size > maxKeys + (maxKeys >> 4) + 1) {
-      let excess = m.size - maxKeys;
-      for (const old of m.keys()) {
-        if (excess-- <= 0) break;
-        m.delete(old);
+    if (slot !== this.tail) {
+      this.unlink(slot);
+      this.prev[slot] = this.tail;
+      this.next[slot] = -1;
+      this.next[this.tail] = slot;
+      this.tail = slot;
+    }
+    const maxKeys = this.maxKeys;
+    if (this.size > maxKeys + (maxKeys >> 4) + 1) {
+      let excess = this.size - maxKeys;
+      while (excess-- > 0) {
+        this.remove(this.head);
         this.evicted++;
       }
     }
-    if (++this.writes >= (m.size >> 3) + 256) {
+    if (++this.writes >= (this.size >> 3) + 256) {
       this.writes = 0;
       this.sweep();
     }
@@ -81,23 +375,48 @@ class Keyed<V> {
   private sweep(): void {
     if (!Number.isFinite(this.spanMs)) return;
     const limit = this.now - this.spanMs - EXPIRY_SLACK_MS;
-    const m = this.map;
-    for (const [key, v] of m) {
-      if (!this.expired(v, limit)) break;
-      m.delete(key);
+    while (this.head >= 0 && this.expired(this.head, limit)) this.remove(this.head);
+  }
+
+  private clear(): void {
+    while (this.head >= 0) this.remove(this.head);
+  }
+
+  stats(): StoreStats {
+    return { keys: this.size, evicted: this.evicted };
+  }
+
+  snapshot(): unknown {
+    const finite = Number.isFinite(this.now);
+    const base = finite ? this.now : 0;
+    const m: unknown[][] = [];
+    for (let s = this.head; s >= 0; s = this.next[s]!) {
+      const r = this.row(s, base);
+      r.unshift(this.table.str(this.kid[s]!));
+      m.push(r);
+    }
+    const snap: SnapshotV2 = { v: 2, e: this.evicted, n: finite ? this.now : null, w: this.writes, m };
+    return snap;
+  }
+
+  restore(data: unknown): void {
+    this.clear();
+    if (isV2(data)) {
+      this.evicted = data.e;
+      this.now = data.n ?? -Infinity;
+      this.writes = data.w;
+      const base = data.n ?? 0;
+      for (const r of data.m) this.fromRow(this.create(r[0] as string), r.slice(1), base);
+    } else {
+      // before v2: [key, state] pairs, no "now"
+      const d = data as SnapshotV1;
+      this.evicted = d.e;
+      for (const [k, st] of d.m) this.fromV1(this.create(k as string), st);
     }
   }
 }
 
 // --- SlidingCounter ------------------------------------------------------------
-
-interface CounterState {
-  /** Start (ms) of the bucket at `head`. */
-  t: number;
-  head: number;
-  b: number[];
-  sum: number;
-}
 
 export interface SlidingCounterOptions extends Bounds {
   windowMs: number;
@@ -105,82 +424,135 @@ export interface SlidingCounterOptions extends Bounds {
   buckets?: number;
 }
 
-export class SlidingCounter {
-  private readonly k: Keyed<CounterState>;
+export class SlidingCounter extends Keyed {
   private readonly bucketMs: number;
   private readonly n: number;
+  private readonly span: number;
+  /** start (ms) of the bucket at head */
+  private t = new Float64Array(0);
+  private hd = new Int32Array(0);
+  private sum = new Float64Array(0);
+  /** n buckets per slot */
+  private b = new Float64Array(0);
 
-  constructor(private readonly opts: SlidingCounterOptions) {
+  constructor(
+    private readonly opts: SlidingCounterOptions,
+    table: StringTable = new StringTable(),
+  ) {
+    super(table, opts.maxKeys, opts.windowMs);
     this.n = opts.buckets ?? 12;
     this.bucketMs = Math.max(1, Math.floor(opts.windowMs / this.n));
-    const span = this.n * this.bucketMs;
-    // every bucket is zero once the head bucket's start is `span` behind now (limit = now - windowMs - slack)
-    this.k = new Keyed<CounterState>((s, limit) => s.t + span - opts.windowMs <= limit, opts.windowMs);
+    this.span = this.n * this.bucketMs;
   }
+
+  protected grow(cap: number): void {
+    this.t = grownF64(this.t, cap);
+    this.hd = grownI32(this.hd, cap);
+    this.sum = grownF64(this.sum, cap);
+    this.b = grownF64(this.b, cap * this.n);
+  }
+
+  // every bucket is zero once the head bucket's start is `span` behind now (limit = now - windowMs - slack)
+  protected expired(slot: number, limit: number): boolean {
+    return this.t[slot]! + this.span - this.opts.windowMs <= limit;
+  }
+
+  protected drop(): void {}
 
   /** Add `by` to key at time `ts`; returns the window sum after adding. */
   add(key: string, ts: number, by = 1): number {
-    let s = this.k.map.get(key);
-    const start = ts - (ts % this.bucketMs);
-    if (s === undefined) {
-      s = { t: start, head: 0, b: new Array<number>(this.n).fill(0), sum: 0 };
+    const n = this.n;
+    const bucketMs = this.bucketMs;
+    let s = this.find(key);
+    const start = ts - (ts % bucketMs);
+    if (s < 0) {
+      s = this.create(key);
+      this.t[s] = start;
+      this.hd[s] = 0;
+      this.sum[s] = 0;
+      this.b.fill(0, s * n, s * n + n);
     } else {
       this.advance(s, start);
     }
-    if (start >= s.t - (this.n - 1) * this.bucketMs) {
+    const t = this.t[s]!;
+    if (start >= t - (n - 1) * bucketMs) {
       // ts may be slightly older than head (interleaved files): put it in its bucket if still in the window
-      const back = Math.round((s.t - start) / this.bucketMs);
-      const idx = (s.head - back + this.n) % this.n;
-      s.b[idx] = (s.b[idx] ?? 0) + by;
-      s.sum += by;
+      const back = Math.round((t - start) / bucketMs);
+      const i = s * n + ((this.hd[s]! - back + n) % n);
+      this.b[i] = this.b[i]! + by;
+      this.sum[s] = this.sum[s]! + by;
     }
-    this.k.touch(key, s, ts, this.opts.maxKeys);
-    return s.sum;
+    const sum = this.sum[s]!;
+    this.touch(s, ts);
+    return sum;
   }
 
   /** Window sum for key as of `ts` (0 for unknown keys). */
   get(key: string, ts: number): number {
-    const s = this.k.map.get(key);
-    if (s === undefined) return 0;
+    const s = this.find(key);
+    if (s < 0) return 0;
     this.advance(s, ts - (ts % this.bucketMs));
-    return s.sum;
+    return this.sum[s]!;
   }
 
   /** Zero a key (e.g. a failure streak that a success ends). */
   reset(key: string): void {
-    this.k.map.delete(key);
+    const s = this.find(key);
+    if (s >= 0) this.remove(s);
   }
 
-  private advance(s: CounterState, start: number): void {
-    if (start <= s.t) return;
-    let steps = Math.round((start - s.t) / this.bucketMs);
-    if (steps >= this.n) {
-      s.b.fill(0);
-      s.sum = 0;
-      s.head = 0;
-      s.t = start;
+  private advance(s: number, start: number): void {
+    const t = this.t[s]!;
+    if (start <= t) return;
+    const n = this.n;
+    const bucketMs = this.bucketMs;
+    const b = this.b;
+    const o = s * n;
+    let steps = Math.round((start - t) / bucketMs);
+    if (steps >= n) {
+      b.fill(0, o, o + n);
+      this.sum[s] = 0;
+      this.hd[s] = 0;
+      this.t[s] = start;
       return;
     }
+    let head = this.hd[s]!;
+    let sum = this.sum[s]!;
+    let tt = t;
     while (steps-- > 0) {
-      s.head = (s.head + 1) % this.n;
-      s.sum -= s.b[s.head] ?? 0;
-      s.b[s.head] = 0;
-      s.t += this.bucketMs;
+      head = (head + 1) % n;
+      sum -= b[o + head]!;
+      b[o + head] = 0;
+      tt += bucketMs;
     }
+    this.hd[s] = head;
+    this.sum[s] = sum;
+    this.t[s] = tt;
   }
 
-  stats(): StoreStats {
-    return { keys: this.k.map.size, evicted: this.k.evicted };
+  protected row(s: number, base: number): unknown[] {
+    const o = s * this.n;
+    return [this.t[s]! - base, this.hd[s]!, this.sum[s]!, ...this.b.subarray(o, o + this.n)];
   }
 
-  snapshot(): unknown {
-    return { e: this.k.evicted, m: [...this.k.map] };
+  protected fromRow(s: number, r: unknown[], base: number): void {
+    this.t[s] = (r[0] as number) + base;
+    this.hd[s] = r[1] as number;
+    this.sum[s] = r[2] as number;
+    this.fill(s, r.slice(3) as number[]);
   }
 
-  restore(data: unknown): void {
-    const d = data as { e: number; m: [string, CounterState][] };
-    this.k.map = new Map(d.m);
-    this.k.evicted = d.e;
+  protected fromV1(s: number, st: unknown): void {
+    const v = st as { t: number; head: number; b: number[]; sum: number };
+    this.t[s] = v.t;
+    this.hd[s] = v.head;
+    this.sum[s] = v.sum;
+    this.fill(s, v.b);
+  }
+
+  private fill(s: number, buckets: number[]): void {
+    const o = s * this.n;
+    for (let i = 0; i < this.n; i++) this.b[o + i] = buckets[i] ?? 0;
   }
 }
 
@@ -190,160 +562,390 @@ export interface DistinctCounterOptions extends Bounds {
   windowMs: number;
   /** Most distinct values remembered per key; past it `capped` is reported and the count is a lower bound. */
   maxPerKey: number;
+  /**
+   * Keep the values themselves (default): needed for values(). Without,
+   * a set holds 32-bit hashes of its values (see hash32 for the collision
+   * rate): for counters that only count and test membership.
+   */
+  keepValues?: boolean;
+}
+
+/** Largest set kept in chunks; past it a key's set is a Map. */
+const SMALL = 16;
+/** Entries per chunk. */
+const CHUNK = 4;
+/** `first` of a key whose set is in `big`. */
+const BIG = -2;
+
+/**
+ * Chunks of CHUNK (value code, last seen) entries, linked into one run per
+ * key, with a free list. One pool per counter, so a chunk freed by any key
+ * serves any other (a set that grows leaves no blocks of a smaller size behind).
+ */
+class Chunks {
+  codes = new Int32Array(0);
+  times = new Float64Array(0);
+  /** next chunk of the same run, -1 at its end */
+  link = new Int32Array(0);
+  private readonly freed: number[] = [];
+  private used = 0;
+
+  alloc(): number {
+    const f = this.freed.pop();
+    if (f !== undefined) return f;
+    const c = this.used++;
+    if (c >= this.link.length) {
+      const n = Math.max(64, this.link.length * 2);
+      this.link = grownI32(this.link, n);
+      this.codes = grownI32(this.codes, n * CHUNK);
+      this.times = grownF64(this.times, n * CHUNK);
+    }
+    return c;
+  }
+
+  free(c: number): void {
+    this.freed.push(c);
+  }
 }
 
 /**
- * Small sets (most keys: an account's few networks, an IP's one or two
- * accounts) are two parallel arrays, oldest first; past SMALL values they
- * become a Map (value → last seen, insertion order = last-seen order).
+ * Per key, the distinct values seen within the window, oldest last-seen
+ * first. A value is its StringTable id (or its hash32 with keepValues:
+ * false). Up to SMALL values are a run of chunks; beyond, a Map
+ * (code → last seen; insertion order = last-seen order).
  */
-interface DistinctState {
-  /** values, oldest first (small form), or null when `m` holds them */
-  k: string[] | null;
-  /** last seen (ms) of k[i] */
-  t: number[] | null;
-  m: Map<string, number> | null;
-  /** newest last-seen time (for expiry) */
-  l: number;
-  capped: boolean;
-}
+export class DistinctCounter extends Keyed {
+  private readonly keep: boolean;
+  private readonly chunks = new Chunks();
+  /** values held (small form) */
+  private len = new Int32Array(0);
+  /** first chunk of the run (-1: none yet, BIG: in `big`) */
+  private first = new Int32Array(0);
+  /** newest last-seen (for expiry) */
+  private last = new Float64Array(0);
+  private capped = new Uint8Array(0);
+  private readonly big = new Map<number, Map<number, number>>();
+  // scratch for rewriting a run (≤ SMALL entries)
+  private readonly sc = new Int32Array(SMALL);
+  private readonly st = new Float64Array(SMALL);
 
-const SMALL = 16;
+  constructor(
+    private readonly opts: DistinctCounterOptions,
+    table: StringTable = new StringTable(),
+  ) {
+    super(table, opts.maxKeys, opts.windowMs);
+    this.keep = opts.keepValues ?? true;
+  }
 
-export class DistinctCounter {
-  private readonly k: Keyed<DistinctState>;
+  protected grow(cap: number): void {
+    this.len = grownI32(this.len, cap);
+    this.first = grownI32(this.first, cap);
+    this.last = grownF64(this.last, cap);
+    this.capped = grownU8(this.capped, cap);
+  }
 
-  constructor(private readonly opts: DistinctCounterOptions) {
-    this.k = new Keyed<DistinctState>((s, limit) => s.l < limit, opts.windowMs);
+  protected expired(s: number, limit: number): boolean {
+    return this.last[s]! < limit;
+  }
+
+  protected drop(s: number): void {
+    if (this.first[s] === BIG) {
+      if (this.keep) for (const code of this.big.get(s)!.keys()) this.table.release(code);
+      this.big.delete(s);
+    } else {
+      const ch = this.chunks;
+      let n = this.len[s]!;
+      for (let c = this.first[s]!; c >= 0; c = ch.link[c]!) {
+        if (this.keep) for (let i = c * CHUNK, e = i + Math.min(n, CHUNK); i < e; i++) this.table.release(ch.codes[i]!);
+        n -= CHUNK;
+        ch.free(c);
+      }
+    }
+    this.first[s] = -1;
+    this.len[s] = 0;
+  }
+
+  /** The code of value if it may be in some set (-1 with kept values: certainly in none). */
+  private codeOf(value: string): number {
+    return this.keep ? this.table.find(value) : hash32(value);
   }
 
   /** Record `value` for key at `ts`; returns whether it was new within the window, and the distinct count. */
   add(key: string, value: string, ts: number): { isNew: boolean; count: number; capped: boolean } {
-    let s = this.k.map.get(key);
-    if (s === undefined) s = { k: [], t: [], m: null, l: ts, capped: false };
-    else this.prune(s, ts);
-    if (ts > s.l) s.l = ts;
-    let had: boolean;
-    let count: number;
-    const ks = s.k;
-    if (ks !== null) {
-      const tt = s.t!;
-      const i = ks.indexOf(value);
-      had = i >= 0;
-      if (had) {
-        const last = ks.length - 1;
-        if (i !== last) {
-          ks.splice(i, 1);
-          tt.splice(i, 1);
-          ks.push(value);
-          tt.push(ts);
-        } else {
-          tt[last] = ts;
-        }
-      } else if (ks.length < this.opts.maxPerKey) {
-        if (ks.length < SMALL) {
-          ks.push(own(value));
-          tt.push(ts);
-        } else {
-          const m = new Map<string, number>();
-          for (let j = 0; j < ks.length; j++) m.set(ks[j]!, tt[j]!);
-          m.set(own(value), ts);
-          s.m = m;
-          s.k = null;
-          s.t = null;
-        }
-      } else {
-        s.capped = true;
-      }
-      count = s.k !== null ? s.k.length : s.m!.size;
+    let s = this.find(key);
+    if (s < 0) {
+      s = this.create(key);
+      this.len[s] = 0;
+      this.first[s] = -1;
+      this.last[s] = ts;
+      this.capped[s] = 0;
     } else {
-      const m = s.m!;
-      had = m.has(value);
-      if (had) {
-        m.delete(value);
-        m.set(value, ts);
-      } else if (m.size < this.opts.maxPerKey) {
-        m.set(own(value), ts);
+      this.prune(s, ts);
+    }
+    if (ts > this.last[s]!) this.last[s] = ts;
+    const maxPerKey = this.opts.maxPerKey;
+    const code = this.codeOf(value);
+    const absent = code === -1 && this.keep;
+    let had = false;
+    let count: number;
+    if (this.first[s] !== BIG) {
+      const n = this.len[s]!;
+      const i = absent ? -1 : this.indexIn(s, code);
+      if (i >= 0) {
+        had = true;
+        this.moveToEnd(s, i, ts);
+      } else if (n < maxPerKey) {
+        if (n < SMALL) this.append(s, this.hold(code, value), ts);
+        else this.toBig(s).set(this.hold(code, value), ts);
       } else {
-        s.capped = true;
+        this.capped[s] = 1;
+      }
+      count = this.sizeOf(s);
+    } else {
+      const m = this.big.get(s)!;
+      had = !absent && m.has(code);
+      if (had) {
+        m.delete(code);
+        m.set(code, ts);
+      } else if (m.size < maxPerKey) {
+        m.set(this.hold(code, value), ts);
+      } else {
+        this.capped[s] = 1;
       }
       count = m.size;
     }
-    this.k.touch(key, s, ts, this.opts.maxKeys);
-    return { isNew: !had, count, capped: s.capped };
+    const capped = this.capped[s] === 1;
+    this.touch(s, ts);
+    return { isNew: !had, count, capped };
   }
 
   count(key: string, ts: number): number {
-    const s = this.k.map.get(key);
-    if (s === undefined) return 0;
+    const s = this.find(key);
+    if (s < 0) return 0;
     this.prune(s, ts);
-    return size(s);
+    return this.sizeOf(s);
   }
 
-  /** The values currently in the window for key (newest last). */
+  /** The values currently in the window for key (newest last). Needs keepValues. */
   values(key: string, ts: number): string[] {
-    const s = this.k.map.get(key);
-    if (s === undefined) return [];
+    if (!this.keep) throw new Error('DistinctCounter.values: this counter keeps hashes only (keepValues: false)');
+    const s = this.find(key);
+    if (s < 0) return [];
     this.prune(s, ts);
-    return s.k !== null ? s.k.slice() : [...s.m!.keys()];
+    const out: string[] = [];
+    this.each(s, (code) => out.push(this.table.str(code)));
+    return out;
   }
 
   has(key: string, value: string, ts: number): boolean {
-    const s = this.k.map.get(key);
-    if (s === undefined) return false;
+    const s = this.find(key);
+    if (s < 0) return false;
     this.prune(s, ts);
-    return s.k !== null ? s.k.includes(value) : s.m!.has(value);
+    const code = this.codeOf(value);
+    if (code === -1 && this.keep) return false;
+    return this.first[s] === BIG ? this.big.get(s)!.has(code) : this.indexIn(s, code) >= 0;
   }
 
-  private prune(s: DistinctState, ts: number): void {
-    const limit = ts - this.opts.windowMs;
-    if (s.k !== null) {
-      const tt = s.t!;
-      let j = 0;
-      while (j < tt.length && tt[j]! < limit) j++; // oldest first = last-seen order
-      if (j > 0) {
-        s.k.splice(0, j);
-        tt.splice(0, j);
-      }
-    } else {
-      const m = s.m!;
-      for (const [val, seen] of m) {
-        if (seen >= limit) break; // insertion order = last-seen order
-        m.delete(val);
+  private sizeOf(s: number): number {
+    return this.first[s] === BIG ? this.big.get(s)!.size : this.len[s]!;
+  }
+
+  /** Each (code, last seen) of slot s, oldest first. */
+  private each(s: number, f: (code: number, seen: number) => void): void {
+    if (this.first[s] === BIG) {
+      for (const [code, seen] of this.big.get(s)!) f(code, seen);
+      return;
+    }
+    const ch = this.chunks;
+    let n = this.len[s]!;
+    for (let c = this.first[s]!; c >= 0 && n > 0; c = ch.link[c]!) {
+      for (let i = c * CHUNK, e = i + Math.min(n, CHUNK); i < e; i++) f(ch.codes[i]!, ch.times[i]!);
+      n -= CHUNK;
+    }
+  }
+
+  /** Take the reference a set entry holds (kept values); returns the code to store. */
+  private hold(code: number, value: string): number {
+    if (!this.keep) return code;
+    if (code === -1) return this.table.acquire(value);
+    this.table.ref(code);
+    return code;
+  }
+
+  private indexIn(s: number, code: number): number {
+    const ch = this.chunks;
+    const codes = ch.codes;
+    const n = this.len[s]!;
+    let k = 0;
+    for (let c = this.first[s]!; c >= 0; c = ch.link[c]!) {
+      for (let i = c * CHUNK, e = i + CHUNK; i < e && k < n; i++, k++) if (codes[i] === code) return k;
+    }
+    return -1;
+  }
+
+  /** Copy slot s's run into the scratch arrays; returns its length. */
+  private gather(s: number): number {
+    const ch = this.chunks;
+    const n = this.len[s]!;
+    let k = 0;
+    for (let c = this.first[s]!; c >= 0 && k < n; c = ch.link[c]!) {
+      for (let i = c * CHUNK, e = i + CHUNK; i < e && k < n; i++, k++) {
+        this.sc[k] = ch.codes[i]!;
+        this.st[k] = ch.times[i]!;
       }
     }
-    if (size(s) < this.opts.maxPerKey) s.capped = false;
+    return n;
   }
 
-  stats(): StoreStats {
-    return { keys: this.k.map.size, evicted: this.k.evicted };
+  /** Write scratch entries from `from` on back as slot s's run of n entries, freeing chunks it no longer needs. */
+  private scatter(s: number, from: number, n: number): void {
+    const ch = this.chunks;
+    let k = 0;
+    let prev = -1;
+    let c = this.first[s]!;
+    while (k < n) {
+      for (let i = c * CHUNK, e = i + CHUNK; i < e && k < n; i++, k++) {
+        ch.codes[i] = this.sc[from + k]!;
+        ch.times[i] = this.st[from + k]!;
+      }
+      prev = c;
+      c = ch.link[c]!;
+    }
+    // the rest of the chain is no longer needed
+    if (prev >= 0) ch.link[prev] = -1;
+    else this.first[s] = -1;
+    for (let f = c; f >= 0; ) {
+      const next = ch.link[f]!;
+      ch.free(f);
+      f = next;
+    }
+    this.len[s] = n;
   }
 
-  snapshot(): unknown {
-    return { e: this.k.evicted, m: [...this.k.map].map(([k, s]) => [k, entries(s), s.capped]) };
+  private moveToEnd(s: number, i: number, ts: number): void {
+    const n = this.len[s]!;
+    if (i === n - 1) {
+      // already the newest: only its time changes
+      const ch = this.chunks;
+      let c = this.first[s]!;
+      for (let k = CHUNK; k <= i; k += CHUNK) c = ch.link[c]!;
+      ch.times[c * CHUNK + (i % CHUNK)] = ts;
+      return;
+    }
+    this.gather(s);
+    const code = this.sc[i]!;
+    this.sc.copyWithin(i, i + 1, n);
+    this.st.copyWithin(i, i + 1, n);
+    this.sc[n - 1] = code;
+    this.st[n - 1] = ts;
+    this.scatter(s, 0, n);
   }
 
-  restore(data: unknown): void {
-    const d = data as { e: number; m: [string, [string, number][], boolean][] };
-    this.k.map = new Map(d.m.map(([k, v, capped]) => [k, fromEntries(v, capped)]));
-    this.k.evicted = d.e;
+  private append(s: number, code: number, ts: number): void {
+    const ch = this.chunks;
+    const n = this.len[s]!;
+    let c = this.first[s]!;
+    if (c < 0) {
+      c = ch.alloc();
+      ch.link[c] = -1;
+      this.first[s] = c;
+    } else {
+      while (ch.link[c]! >= 0) c = ch.link[c]!;
+      if (n % CHUNK === 0) {
+        const d = ch.alloc();
+        ch.link[d] = -1;
+        ch.link[c] = d;
+        c = d;
+      }
+    }
+    const at = c * CHUNK + (n % CHUNK);
+    ch.codes[at] = code;
+    ch.times[at] = ts;
+    this.len[s] = n + 1;
   }
-}
 
-function size(s: DistinctState): number {
-  return s.k !== null ? s.k.length : s.m!.size;
-}
+  private toBig(s: number): Map<number, number> {
+    const m = new Map<number, number>();
+    this.each(s, (code, seen) => m.set(code, seen));
+    this.scatter(s, 0, 0); // frees the chain
+    this.big.set(s, m);
+    this.first[s] = BIG;
+    return m;
+  }
 
-function entries(s: DistinctState): [string, number][] {
-  if (s.k === null) return [...s.m!];
-  const tt = s.t!;
-  return s.k.map((v, i) => [v, tt[i]!]);
-}
+  private prune(s: number, ts: number): void {
+    const limit = ts - this.opts.windowMs;
+    if (this.first[s] === BIG) {
+      const m = this.big.get(s)!;
+      for (const [code, seen] of m) {
+        if (seen >= limit) break; // insertion order = last-seen order
+        m.delete(code);
+        if (this.keep) this.table.release(code);
+      }
+      if (m.size <= SMALL / 2) this.fromBig(s, m);
+    } else {
+      const first = this.first[s]!;
+      // oldest first = last-seen order: nothing to drop unless the oldest is out
+      if (first >= 0 && this.len[s]! > 0 && this.chunks.times[first * CHUNK]! < limit) {
+        const n = this.gather(s);
+        let j = 0;
+        while (j < n && this.st[j]! < limit) j++;
+        if (this.keep) for (let i = 0; i < j; i++) this.table.release(this.sc[i]!);
+        this.scatter(s, j, n - j);
+      }
+    }
+    if (this.sizeOf(s) < this.opts.maxPerKey) this.capped[s] = 0;
+  }
 
-function fromEntries(v: [string, number][], capped: boolean): DistinctState {
-  const l = v.reduce((mx, e) => (e[1] > mx ? e[1] : mx), -Infinity);
-  if (v.length <= SMALL) return { k: v.map((e) => e[0]), t: v.map((e) => e[1]), m: null, l, capped };
-  return { k: null, t: null, m: new Map(v), l, capped };
+  /** A big set that shrank back into chunks (same order). */
+  private fromBig(s: number, m: Map<number, number>): void {
+    this.big.delete(s);
+    this.first[s] = -1;
+    this.len[s] = 0;
+    for (const [code, seen] of m) this.append(s, code, seen);
+  }
+
+  /** Row: capped (0/1), newest last-seen, then value and last seen per value, oldest first. */
+  protected row(s: number, base: number): unknown[] {
+    const r: unknown[] = [this.capped[s]!, this.last[s]! - base];
+    this.each(s, (code, seen) => r.push(this.keep ? this.table.str(code) : code, seen - base));
+    return r;
+  }
+
+  protected fromRow(s: number, r: unknown[], base: number): void {
+    const entries: [string | number, number][] = [];
+    for (let i = 2; i + 1 < r.length; i += 2) entries.push([r[i] as string | number, (r[i + 1] as number) + base]);
+    this.load(s, entries, r[0] === 1, (r[1] as number) + base);
+  }
+
+  protected fromV1(s: number, st: unknown): void {
+    // before v2 a row was [key, [value, seen][], capped]: `st` is the entries (restore() sets the flag)
+    const entries = st as [string, number][];
+    const l = entries.reduce((mx, e) => (e[1] > mx ? e[1] : mx), -Infinity);
+    this.load(s, entries, false, l);
+  }
+
+  override restore(data: unknown): void {
+    super.restore(data);
+    if (isV2(data)) return;
+    for (const r of (data as SnapshotV1).m) if (r[2] === true) this.capped[this.find(r[0] as string)] = 1;
+  }
+
+  private load(s: number, entries: [string | number, number][], capped: boolean, last: number): void {
+    this.len[s] = 0;
+    this.first[s] = -1;
+    this.capped[s] = capped ? 1 : 0;
+    this.last[s] = last;
+    const codes = entries.map(([v]) => (!this.keep ? (typeof v === 'number' ? v : hash32(v)) : this.table.acquire(String(v))));
+    if (entries.length <= SMALL) {
+      for (let i = 0; i < entries.length; i++) this.append(s, codes[i]!, entries[i]![1]);
+    } else {
+      const m = new Map<number, number>();
+      for (let i = 0; i < entries.length; i++) m.set(codes[i]!, entries[i]![1]);
+      this.big.set(s, m);
+      this.first[s] = BIG;
+    }
+  }
 }
 
 // --- Baseline ----------------------------------------------------------------------
@@ -353,18 +955,6 @@ export interface BaselineOptions extends Bounds {
   periodMs: number;
   /** Half-life of the decay (e.g. 7 days): older periods weigh half as much after this long. */
   halfLifeMs: number;
-}
-
-interface BaselineState {
-  /** Start of the current period. */
-  p: number;
-  /** Count in the current period so far. */
-  c: number;
-  /** Decayed weighted mean and sum of squared deviations (variance = m2 / w) of completed periods' counts. */
-  mean: number;
-  m2: number;
-  /** Decayed weight: how much history stands behind the mean (≈ periods observed). */
-  w: number;
 }
 
 export interface BaselineView {
@@ -381,47 +971,77 @@ export interface BaselineView {
  * count as zeros, so an account that sends 5 mails on one day a week keeps a
  * low mean.
  */
-export class Baseline {
-  private readonly k = new Keyed<BaselineState>(() => false, Infinity);
+export class Baseline extends Keyed {
   private readonly alphaPerPeriod: number;
+  /** start of the current period */
+  private p = new Float64Array(0);
+  /** count in the current period so far */
+  private c = new Float64Array(0);
+  /** decayed weighted mean and sum of squared deviations (variance = m2 / w) of completed periods' counts */
+  private mean = new Float64Array(0);
+  private m2 = new Float64Array(0);
+  /** decayed weight: how much history stands behind the mean (≈ periods observed) */
+  private w = new Float64Array(0);
 
-  constructor(private readonly opts: BaselineOptions) {
+  constructor(
+    private readonly opts: BaselineOptions,
+    table: StringTable = new StringTable(),
+  ) {
+    super(table, opts.maxKeys, Infinity);
     this.alphaPerPeriod = 1 - Math.pow(0.5, opts.periodMs / opts.halfLifeMs);
   }
 
+  protected grow(cap: number): void {
+    this.p = grownF64(this.p, cap);
+    this.c = grownF64(this.c, cap);
+    this.mean = grownF64(this.mean, cap);
+    this.m2 = grownF64(this.m2, cap);
+    this.w = grownF64(this.w, cap);
+  }
+
+  protected expired(): boolean {
+    return false;
+  }
+
+  protected drop(): void {}
+
   /** Count `by` for key at ts. */
   add(key: string, ts: number, by = 1): BaselineView {
-    const s = this.state(key, ts);
-    s.c += by;
-    this.k.touch(key, s, ts, this.opts.maxKeys);
-    return this.view(s);
+    let s = this.find(key);
+    if (s < 0) {
+      s = this.create(key);
+      this.p[s] = ts - (ts % this.opts.periodMs);
+      this.c[s] = 0;
+      this.mean[s] = 0;
+      this.m2[s] = 0;
+      this.w[s] = 0;
+    } else {
+      this.roll(s, ts);
+    }
+    this.c[s] = this.c[s]! + by;
+    const v = this.view(s);
+    this.touch(s, ts);
+    return v;
   }
 
   get(key: string, ts: number): BaselineView | undefined {
-    const s = this.k.map.get(key);
-    if (s === undefined) return undefined;
+    const s = this.find(key);
+    if (s < 0) return undefined;
     this.roll(s, ts);
     return this.view(s);
   }
 
-  private state(key: string, ts: number): BaselineState {
-    let s = this.k.map.get(key);
-    const p = ts - (ts % this.opts.periodMs);
-    if (s === undefined) s = { p, c: 0, mean: 0, m2: 0, w: 0 };
-    else this.roll(s, ts);
-    return s;
-  }
-
-  private roll(s: BaselineState, ts: number): void {
-    const p = ts - (ts % this.opts.periodMs);
-    if (p <= s.p) return;
-    const periods = Math.round((p - s.p) / this.opts.periodMs);
+  private roll(s: number, ts: number): void {
+    const periodMs = this.opts.periodMs;
+    const p = ts - (ts % periodMs);
+    if (p <= this.p[s]!) return;
+    const periods = Math.round((p - this.p[s]!) / periodMs);
     // close the current period, then any quiet ones (zeros), at most ~10 half-lives' worth
-    const quiet = Math.min(periods - 1, Math.ceil((10 * this.opts.halfLifeMs) / this.opts.periodMs));
-    this.observe(s, s.c);
+    const quiet = Math.min(periods - 1, Math.ceil((10 * this.opts.halfLifeMs) / periodMs));
+    this.observe(s, this.c[s]!);
     for (let i = 0; i < quiet; i++) this.observe(s, 0);
-    s.c = 0;
-    s.p = p;
+    this.c[s] = 0;
+    this.p[s] = p;
   }
 
   /**
@@ -430,32 +1050,43 @@ export class Baseline {
    * seeded with the first value, one busy first hour followed by quiet ones
    * does not dominate the mean.
    */
-  private observe(s: BaselineState, x: number): void {
+  private observe(s: number, x: number): void {
     const keep = 1 - this.alphaPerPeriod;
-    const w = s.w * keep + 1;
-    s.m2 *= keep;
-    const diff = x - s.mean;
-    s.mean += diff / w;
-    s.m2 += diff * (x - s.mean);
-    s.w = w;
+    const w = this.w[s]! * keep + 1;
+    let m2 = this.m2[s]! * keep;
+    const mean = this.mean[s]!;
+    const diff = x - mean;
+    const mean2 = mean + diff / w;
+    m2 += diff * (x - mean2);
+    this.mean[s] = mean2;
+    this.m2[s] = m2;
+    this.w[s] = w;
   }
 
-  private view(s: BaselineState): BaselineView {
-    return { mean: s.mean, std: s.w > 0 ? Math.sqrt(Math.max(0, s.m2 / s.w)) : 0, weight: s.w, current: s.c };
+  private view(s: number): BaselineView {
+    const w = this.w[s]!;
+    return { mean: this.mean[s]!, std: w > 0 ? Math.sqrt(Math.max(0, this.m2[s]! / w)) : 0, weight: w, current: this.c[s]! };
   }
 
-  stats(): StoreStats {
-    return { keys: this.k.map.size, evicted: this.k.evicted };
+  protected row(s: number, base: number): unknown[] {
+    return [this.p[s]! - base, this.c[s]!, this.mean[s]!, this.m2[s]!, this.w[s]!];
   }
 
-  snapshot(): unknown {
-    return { e: this.k.evicted, m: [...this.k.map] };
+  protected fromRow(s: number, r: unknown[], base: number): void {
+    this.p[s] = (r[0] as number) + base;
+    this.c[s] = r[1] as number;
+    this.mean[s] = r[2] as number;
+    this.m2[s] = r[3] as number;
+    this.w[s] = r[4] as number;
   }
 
-  restore(data: unknown): void {
-    const d = data as { e: number; m: [string, BaselineState][] };
-    this.k.map = new Map(d.m);
-    this.k.evicted = d.e;
+  protected fromV1(s: number, st: unknown): void {
+    const v = st as { p: number; c: number; mean: number; m2: number; w: number };
+    this.p[s] = v.p;
+    this.c[s] = v.c;
+    this.mean[s] = v.mean;
+    this.m2[s] = v.m2;
+    this.w[s] = v.w;
   }
 }
 
@@ -466,52 +1097,66 @@ export interface RecentOptions extends Bounds {
 }
 
 /** Per-key small JSON value that expires `ttlMs` after it was last set. */
-export class Recent<T> {
-  // values held as unknown (Keyed is invariant in its value type; Recent<T> must fit Recent<unknown>)
-  private readonly k: Keyed<{ t: number; v: unknown }>;
+export class Recent<T> extends Keyed {
+  private t = new Float64Array(0);
+  // values held as unknown (Recent<T> must fit Recent<unknown>)
+  private v: unknown[] = [];
 
-  constructor(private readonly opts: RecentOptions) {
-    this.k = new Keyed<{ t: number; v: unknown }>((s, limit) => s.t < limit, opts.ttlMs);
+  constructor(
+    private readonly opts: RecentOptions,
+    table: StringTable = new StringTable(),
+  ) {
+    super(table, opts.maxKeys, opts.ttlMs);
+  }
+
+  protected grow(cap: number): void {
+    this.t = grownF64(this.t, cap);
+  }
+
+  protected expired(s: number, limit: number): boolean {
+    return this.t[s]! < limit;
+  }
+
+  protected drop(s: number): void {
+    this.v[s] = undefined;
   }
 
   get(key: string, ts: number): T | undefined {
-    const s = this.k.map.get(key);
-    if (s === undefined) return undefined;
-    if (ts - s.t > this.opts.ttlMs) {
-      this.k.map.delete(key);
+    const s = this.find(key);
+    if (s < 0) return undefined;
+    if (ts - this.t[s]! > this.opts.ttlMs) {
+      this.remove(s);
       return undefined;
     }
-    return s.v as T;
+    return this.v[s] as T;
   }
 
   set(key: string, ts: number, v: T): void {
-    const s = this.k.map.get(key);
-    if (s !== undefined) {
-      // reuse the entry (no allocation per update)
-      s.t = ts;
-      s.v = v;
-      this.k.touch(key, s, ts, this.opts.maxKeys);
-    } else {
-      this.k.touch(key, { t: ts, v }, ts, this.opts.maxKeys);
-    }
+    let s = this.find(key);
+    if (s < 0) s = this.create(key);
+    this.t[s] = ts;
+    this.v[s] = v;
+    this.touch(s, ts);
   }
 
   delete(key: string): void {
-    this.k.map.delete(key);
+    const s = this.find(key);
+    if (s >= 0) this.remove(s);
   }
 
-  stats(): StoreStats {
-    return { keys: this.k.map.size, evicted: this.k.evicted };
+  protected row(s: number, base: number): unknown[] {
+    return [this.t[s]! - base, this.v[s]];
   }
 
-  snapshot(): unknown {
-    return { e: this.k.evicted, m: [...this.k.map] };
+  protected fromRow(s: number, r: unknown[], base: number): void {
+    this.t[s] = (r[0] as number) + base;
+    this.v[s] = r[1];
   }
 
-  restore(data: unknown): void {
-    const d = data as { e: number; m: [string, { t: number; v: T }][] };
-    this.k.map = new Map(d.m);
-    this.k.evicted = d.e;
+  protected fromV1(s: number, st: unknown): void {
+    const e = st as { t: number; v: unknown };
+    this.t[s] = e.t;
+    this.v[s] = e.v;
   }
 }
 
@@ -521,20 +1166,23 @@ type Structure = SlidingCounter | DistinctCounter | Baseline | Recent<unknown>;
 
 /**
  * Hands each detector its named structures. Names are scoped by the
- * detector id, so two detectors never share state by accident, and the
- * whole store snapshots to one JSON object.
+ * detector id, so two detectors never share state by accident (they share
+ * only the strings of keys and values), and the whole store snapshots to
+ * one JSON object.
  */
 export class WindowStore {
   private readonly structures = new Map<string, Structure>();
+  /** Key and value strings of every structure, each held once. */
+  readonly strings = new StringTable();
 
   scope(prefix: string): ScopedStore {
     return new ScopedStore(this, prefix);
   }
 
-  register<S extends Structure>(name: string, make: () => S): S {
+  register<S extends Structure>(name: string, make: (strings: StringTable) => S): S {
     const existing = this.structures.get(name);
     if (existing) return existing as S;
-    const s = make();
+    const s = make(this.strings);
     this.structures.set(name, s);
     return s;
   }
@@ -560,18 +1208,18 @@ export class ScopedStore {
   ) {}
 
   counter(name: string, opts: SlidingCounterOptions): SlidingCounter {
-    return this.store.register(`${this.prefix}.${name}`, () => new SlidingCounter(opts));
+    return this.store.register(`${this.prefix}.${name}`, (t) => new SlidingCounter(opts, t));
   }
 
   distinct(name: string, opts: DistinctCounterOptions): DistinctCounter {
-    return this.store.register(`${this.prefix}.${name}`, () => new DistinctCounter(opts));
+    return this.store.register(`${this.prefix}.${name}`, (t) => new DistinctCounter(opts, t));
   }
 
   baseline(name: string, opts: BaselineOptions): Baseline {
-    return this.store.register(`${this.prefix}.${name}`, () => new Baseline(opts));
+    return this.store.register(`${this.prefix}.${name}`, (t) => new Baseline(opts, t));
   }
 
   recent<T>(name: string, opts: RecentOptions): Recent<T> {
-    return this.store.register(`${this.prefix}.${name}`, () => new Recent<T>(opts)) as Recent<T>;
+    return this.store.register(`${this.prefix}.${name}`, (t) => new Recent<T>(opts, t)) as Recent<T>;
   }
 }
