@@ -118,7 +118,8 @@ export const loginAnomalyDetector = defineDetector({
     const maxKeys = cfg.maxKeys;
     const recentNets = store.distinct('networks', { windowMs: cfg.networksWindowMs, maxKeys, maxPerKey: Math.max(32, cfg.minNetworks * 4) });
     const netEv = store.recent<Samples>('network-evidence', { ttlMs: cfg.networksWindowMs, maxKeys });
-    const known = store.distinct('known', { windowMs: cfg.knownNetworksMs, maxKeys, maxPerKey: cfg.maxNetworksPerAccount });
+    // only counted and tested, never listed: hashes, not the networks (30 days of them per account)
+    const known = store.distinct('known', { windowMs: cfg.knownNetworksMs, maxKeys, maxPerKey: cfg.maxNetworksPerAccount, keepValues: false });
     const history = store.recent<History>('history', { ttlMs: cfg.knownNetworksMs, maxKeys });
     const pending = store.recent<Pending>('pending', { ttlMs: cfg.sendWithinMs, maxKeys });
     const cool = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys });

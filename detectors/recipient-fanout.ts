@@ -100,7 +100,8 @@ export const recipientFanoutDetector = defineDetector({
     const maxKeys = cfg.maxKeys;
     const windowMs = cfg.windowMs;
     const domains = store.distinct('domains', { windowMs, maxPerKey: cfg.maxDomainsTracked, maxKeys });
-    const rcpts = store.distinct('recipients', { windowMs, maxPerKey: cfg.maxRecipientsTracked, maxKeys });
+    // only counted, never listed: hashes, not the addresses
+    const rcpts = store.distinct('recipients', { windowMs, maxPerKey: cfg.maxRecipientsTracked, maxKeys, keepValues: false });
     // new domains + new recipients·PACK in one counter (new domains < 2^21 per window)
     const fresh = store.counter('new', { windowMs, buckets: 12, maxKeys });
     const local = store.counter('local', { windowMs, buckets: 12, maxKeys });

@@ -23,6 +23,20 @@ describe('SlidingCounter', () => {
     expect(c.get('a', t0 + 85_000)).toBe(1); // the late one expires on time
   });
 
+  it('keeps counts of 2^31 and more, and fractions, exact (buckets widen once from 32-bit)', () => {
+    const c = new SlidingCounter({ windowMs: 60_000, buckets: 6, maxKeys: 10 });
+    const packed = 1 + 3000 * 2 ** 21; // a message with 3000 recipients, packed as send-flood does
+    c.add('a', t0, 7);
+    c.add('b', t0, packed);
+    c.add('b', t0 + 1, packed);
+    c.add('a', t0 + 20_000, 0.5);
+    expect(c.get('b', t0 + 30_000)).toBe(2 * packed);
+    expect(c.get('a', t0 + 30_000)).toBe(7.5);
+    expect(c.add('b', t0 + 30_000, 1)).toBe(2 * packed + 1);
+    expect(c.get('b', t0 + 65_000)).toBe(1); // the packed bucket slid out whole
+    expect(c.get('a', t0 + 65_000)).toBe(0.5);
+  });
+
   it('evicts the least recently used key past maxKeys and counts it', () => {
     const c = new SlidingCounter({ windowMs: 60_000, maxKeys: 2 });
     c.add('a', t0);

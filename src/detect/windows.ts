@@ -432,8 +432,12 @@ export class SlidingCounter extends Keyed {
   private t = new Float64Array(0);
   private hd = new Int32Array(0);
   private sum = new Float64Array(0);
-  /** n buckets per slot */
-  private b = new Float64Array(0);
+  /**
+   * n buckets per slot: 32-bit integers (half the memory) until a bucket
+   * holds anything else (a fraction, or a packed count of 2^31 or more),
+   * then 64-bit floats for the whole structure, once.
+   */
+  private b: Int32Array | Float64Array = new Int32Array(0);
 
   constructor(
     private readonly opts: SlidingCounterOptions,
@@ -449,7 +453,7 @@ export class SlidingCounter extends Keyed {
     this.t = grownF64(this.t, cap);
     this.hd = grownI32(this.hd, cap);
     this.sum = grownF64(this.sum, cap);
-    this.b = grownF64(this.b, cap * this.n);
+    this.b = this.b instanceof Int32Array ? grownI32(this.b, cap * this.n) : grownF64(this.b, cap * this.n);
   }
 
   // every bucket is zero once the head bucket's start is `span` behind now (limit = now - windowMs - slack)
@@ -479,7 +483,9 @@ export class SlidingCounter extends Keyed {
       // ts may be slightly older than head (interleaved files): put it in its bucket if still in the window
       const back = Math.round((t - start) / bucketMs);
       const i = s * n + ((this.hd[s]! - back + n) % n);
-      this.b[i] = this.b[i]! + by;
+      const v = this.b[i]! + by;
+      if ((v | 0) !== v && this.b instanceof Int32Array) this.b = Float64Array.from(this.b);
+      this.b[i] = v;
       this.sum[s] = this.sum[s]! + by;
     }
     const sum = this.sum[s]!;
@@ -552,7 +558,11 @@ export class SlidingCounter extends Keyed {
 
   private fill(s: number, buckets: number[]): void {
     const o = s * this.n;
-    for (let i = 0; i < this.n; i++) this.b[o + i] = buckets[i] ?? 0;
+    for (let i = 0; i < this.n; i++) {
+      const v = buckets[i] ?? 0;
+      if ((v | 0) !== v && this.b instanceof Int32Array) this.b = Float64Array.from(this.b);
+      this.b[o + i] = v;
+    }
   }
 }
 
