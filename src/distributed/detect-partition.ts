@@ -8,7 +8,7 @@
  */
 import type { FloodgateConfig } from '../config/config.js';
 import type { DnsLookup } from '../detect/dns.js';
-import { DetectionEngine } from '../detect/engine.js';
+import { DetectionEngine, type HandOff } from '../detect/engine.js';
 import type { Finding } from '../detect/finding.js';
 import type { SiteKnowledge } from '../detect/site.js';
 import { Policy, type Decision } from '../policy/policy.js';
@@ -23,6 +23,8 @@ export interface DetectPartitionSnapshot {
 export interface DetectPartitionSinks {
   onFinding(f: Finding): void;
   onDecision(d: Decision): void;
+  /** A detector's hand-off to the partition owning its route (possibly this one). */
+  onHandOff(h: HandOff): void;
 }
 
 export class DetectPartition {
@@ -41,12 +43,14 @@ export class DetectPartition {
         const d = this.policy.onFinding(f);
         if (d) sinks.onDecision(d);
       },
+      onHandOff: (h) => sinks.onHandOff(h),
     });
   }
 
   feed(it: RoutedItem): void {
     if (it.event !== undefined) this.engine.onEvent(it.event, it.route);
     else if (it.message !== undefined) this.engine.onMessage(it.message, it.route);
+    else if (it.handOff !== undefined) this.engine.onHandOff({ detector: it.handOff.detector, route: it.route, data: it.handOff.data });
   }
 
   drain(): Promise<void> {

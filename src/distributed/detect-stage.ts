@@ -16,11 +16,13 @@
  * clickhouse.maxBufferedRows, then this stage stops taking records (it keeps
  * heartbeating so the group does not evict it) until the sink has room.
  */
-import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
-import { decisionRow, eventRow, findingRow, messageRow } from '../clickhouse/rows.js';
+import { Partitioners, type Consumer, type EachBatchPayload, type Kafka, type Producer } from 'kafkajs';
+import { deadLetterRow, decisionRow, eventRow, findingRow, messageRow } from '../clickhouse/rows.js';
 import type { ClickhouseSink } from '../clickhouse/sink.js';
 import type { FloodgateConfig } from '../config/config.js';
 import type { DnsLookup } from '../detect/dns.js';
+import type { HandOff } from '../detect/engine.js';
+import { routeKey } from '../detect/route.js';
 import type { Finding } from '../detect/finding.js';
 import type { SiteKnowledge } from '../detect/site.js';
 import type { Decision } from '../policy/policy.js';
@@ -29,7 +31,8 @@ import type { PartitionSnapshots } from '../redis/snapshots.js';
 import { DetectPartition, type DetectPartitionSnapshot } from './detect-partition.js';
 import type { DistributedActions } from './distributed-actions.js';
 import type { Logger } from './log.js';
-import { decodeItems } from './wire.js';
+import { partitionFor } from './kafka.js';
+import { decodeItems, encodeItems, type RoutedItem } from './wire.js';
 
 export interface DetectStageMetrics {
   records: number;
@@ -37,6 +40,7 @@ export interface DetectStageMetrics {
   findings: number;
   decisions: number;
   badItems: number;
+  handOffs: number;
   checkpoints: number;
   checkpointFailures: number;
   lastCheckpointMs: number;
@@ -64,6 +68,8 @@ export interface DetectStageOptions {
   site: SiteKnowledge;
   sharedSite: SharedSiteDomains;
   log: Logger;
+  /** Partitions of the events topic (hand-offs are addressed to one). */
+  eventPartitions: number;
   dns?: DnsLookup;
   /** Called for every finding and decision (tests, metrics). */
   onFinding?: (f: Finding) => void;
@@ -72,7 +78,7 @@ export interface DetectStageOptions {
 }
 
 export class DetectStage {
-  readonly metrics: DetectStageMetrics = { records: 0, items: 0, findings: 0, decisions: 0, badItems: 0, checkpoints: 0, checkpointFailures: 0, lastCheckpointMs: 0, restores: 0, backpressureWaits: 0, lag: new Map() };
+  readonly metrics: DetectStageMetrics = { records: 0, items: 0, findings: 0, decisions: 0, badItems: 0, handOffs: 0, checkpoints: 0, checkpointFailures: 0, lastCheckpointMs: 0, restores: 0, backpressureWaits: 0, lag: new Map() };
   private readonly o: DetectStageOptions;
   private readonly consumer: Consumer;
   private readonly groupId: string;
@@ -82,6 +88,8 @@ export class DetectStage {
   private lock: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private dirty = false;
+  private outgoing: { partition: number; item: RoutedItem }[] = [];
+  private readonly producer: Producer;
 
   constructor(o: DetectStageOptions) {
     this.o = o;
@@ -89,10 +97,12 @@ export class DetectStage {
     this.lastCheckpoint = this.now();
     this.groupId = `${o.cfg.kafka.groupId}-detect`;
     this.consumer = o.kafka.consumer({ groupId: this.groupId, sessionTimeout: 30_000, heartbeatInterval: 3000, maxWaitTimeInMs: 100, readUncommitted: false });
+    this.producer = o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
   }
 
   async start(): Promise<void> {
     await this.loadSharedSite();
+    await this.producer.connect();
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: this.o.cfg.kafka.topics.events, fromBeginning: true });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
@@ -120,6 +130,7 @@ export class DetectStage {
       await this.checkpoint();
     });
     await this.consumer.disconnect().catch(() => undefined);
+    await this.producer.disconnect().catch(() => undefined);
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -132,7 +143,7 @@ export class DetectStage {
   }
 
   private async open(partition: number, firstOffset: bigint): Promise<PartState> {
-    const dp = this.partition();
+    const dp = this.partition(partition);
     const snap = await this.o.snapshots.load(this.groupId, this.o.cfg.kafka.topics.events, partition);
     let next = firstOffset;
     if (snap !== undefined) {
@@ -144,11 +155,54 @@ export class DetectStage {
     return { dp, next, seekTo: undefined, staleBatches: 0, saved: next };
   }
 
-  private partition(): DetectPartition {
+  /**
+   * A hand-off for this partition is delivered at once (the order standalone
+   * has); one for another partition is produced to it and delivered when that
+   * partition reads it. Produced at least once: a replayed partition sends
+   * its hand-offs again, and the receiving detectors' cooldowns absorb them.
+   */
+  private handOff(from: number, h: HandOff): void {
+    this.metrics.handOffs++;
+    const to = partitionFor(routeKey(h.route), this.o.eventPartitions);
+    if (to === from) {
+      const ps = this.parts.get(from);
+      if (ps) {
+        ps.dp.engine.onHandOff(h);
+        return;
+      }
+    }
+    this.outgoing.push({ partition: to, item: { route: h.route, primary: false, handOff: { detector: h.detector, data: h.data } } });
+  }
+
+  /** Produce buffered hand-offs; a checkpoint waits for this before it commits offsets. */
+  private async sendHandOffs(): Promise<void> {
+    if (this.outgoing.length === 0) return;
+    const batch = this.outgoing;
+    this.outgoing = [];
+    const byPartition = new Map<number, RoutedItem[]>();
+    for (const o of batch) {
+      const list = byPartition.get(o.partition) ?? [];
+      list.push(o.item);
+      byPartition.set(o.partition, list);
+    }
+    try {
+      await this.producer.send({
+        topic: this.o.cfg.kafka.topics.events,
+        acks: -1,
+        messages: [...byPartition].flatMap(([partition, items]) => encodeItems(items).map((value) => ({ partition, value }))),
+      });
+    } catch (e) {
+      this.outgoing = batch.concat(this.outgoing);
+      throw e;
+    }
+  }
+
+  private partition(partition: number): DetectPartition {
     return new DetectPartition(
       this.o.cfg,
       this.o.site,
       {
+        onHandOff: (h) => this.handOff(partition, h),
         onFinding: (f) => {
           this.metrics.findings++;
           this.o.sink.add('findings', [findingRow(f)]);
@@ -198,7 +252,7 @@ export class DetectStage {
       }
       const items = decodeItems(msg.value ?? Buffer.alloc(0), (reason, line) => {
         this.metrics.badItems++;
-        sink.add('dead_letters', [{ table: 'events-topic', reason, sample: line.slice(0, 2048) }]);
+        sink.add('dead_letters', [deadLetterRow(`kafka:${batch.topic}`, { partition, offset: msg.offset, line: line.slice(0, 2048) }, reason, this.now())]);
       });
       for (const it of items) {
         if (it.primary) {
@@ -225,6 +279,7 @@ export class DetectStage {
     if (!this.dirty) return;
     try {
       for (const ps of this.parts.values()) await ps.dp.drain();
+      await this.sendHandOffs();
       await this.o.actions.idle();
       await this.o.sink.flush();
       const topic = this.o.cfg.kafka.topics.events;

@@ -93,6 +93,8 @@ export interface RoutedItem {
   n?: number;
   event?: Event;
   message?: Message;
+  /** Data a detector handed to its own instance in the partition owning `route` (see DetectionEngine.onHandOff). */
+  handOff?: { detector: string; data: unknown };
 }
 
 interface WireItem {
@@ -102,6 +104,7 @@ interface WireItem {
   n?: number;
   e?: Event;
   m?: Message;
+  h?: { d: string; x: unknown };
 }
 
 const kindToTag = { account: 'a', ip: 'i', host: 'h' } as const;
@@ -135,6 +138,7 @@ function encodeItem(it: RoutedItem): string {
   if (it.primary) w.p = 1;
   if (it.event) w.e = it.event;
   else if (it.message) w.m = it.message;
+  else if (it.handOff) w.h = { d: it.handOff.detector, x: it.handOff.data };
   return JSON.stringify(w);
 }
 
@@ -152,14 +156,16 @@ export function decodeItems(buf: Buffer, bad: (reason: string, line: string) => 
       continue;
     }
     const kind = w && typeof w === 'object' ? tagToKind[w.r] : undefined;
-    if (kind === undefined || typeof w.k !== 'string' || (w.n !== undefined && typeof w.n !== 'number') || (w.e === undefined) === (w.m === undefined)) {
+    const bodies = (w?.e !== undefined ? 1 : 0) + (w?.m !== undefined ? 1 : 0) + (w?.h !== undefined ? 1 : 0);
+    if (kind === undefined || typeof w.k !== 'string' || (w.n !== undefined && typeof w.n !== 'number') || bodies !== 1 || (w.h !== undefined && typeof w.h.d !== 'string')) {
       bad('not a routed item', line);
       continue;
     }
     const it: RoutedItem = { route: { kind, key: w.k }, primary: w.p === 1 };
     if (w.n !== undefined) it.n = w.n;
     if (w.e) it.event = w.e;
-    else it.message = w.m;
+    else if (w.m) it.message = w.m;
+    else if (w.h) it.handOff = { detector: w.h.d, data: w.h.x };
     out.push(it);
   }
   return out;

@@ -113,6 +113,7 @@ export class DetectWorker {
         site: new SiteKnowledge(cfg.site),
         sharedSite: new SharedSiteDomains(this.redis, cfg.redis.keyPrefix),
         log,
+        eventPartitions: partitions.get(cfg.kafka.topics.events) ?? cfg.kafka.partitions,
         ...(this.o.dns ? { dns: this.o.dns } : {}),
         ...(this.o.onFinding ? { onFinding: this.o.onFinding } : {}),
         ...(this.o.onDecision ? { onDecision: this.o.onDecision } : {}),
@@ -155,6 +156,7 @@ export class DetectWorker {
       out.push(counter('floodgate_detect_items_total', 'Events and messages fed to the detectors', d.items));
       out.push(counter('floodgate_findings_total', 'Findings', d.findings));
       out.push(counter('floodgate_decisions_total', 'Policy decisions', d.decisions));
+      out.push(counter('floodgate_detect_hand_offs_total', 'Detector hand-offs to the partition owning another entity (e.g. a listed IP logging in, to its account)', d.handOffs));
       out.push(counter('floodgate_detect_bad_items_total', 'Items on the events topic that could not be decoded (dead-lettered)', d.badItems));
       out.push(counter('floodgate_checkpoints_total', 'Detect checkpoints (rows stored, offsets committed, state saved)', d.checkpoints));
       out.push(counter('floodgate_checkpoint_failures_total', 'Detect checkpoints that failed and were retried', d.checkpointFailures));

@@ -206,6 +206,37 @@ describe('floodgate ship → Kafka → floodgate detect → ClickHouse', () => {
     expect(locks.map((l) => l.account)).toEqual(wantLocks);
   }, 300_000);
 
+  it('a listed IP logging in is handed from the IP\'s partition to the account\'s: the account is locked as replay locks it', async () => {
+    const c = cluster({ partitions: 4 });
+    const EP = Date.UTC(2026, 10, 27, 10, 0, 0);
+    const users = S.users(8);
+    const victim = users[4]!.account;
+    const mx = new S.ScenarioLog(7, 'mx1');
+    S.background(mx, { start: EP - 24 * S.HOUR, end: EP + S.HOUR, users, inboundPerHour: 6 });
+    S.listedIpLogin(mx, { account: victim, ip: '185.100.87.41', start: EP, send: 40, paceMs: 15_000 });
+    const log = join(c.dir, 'mx1.log');
+    writeFileSync(log, mx.render().join('\n') + '\n');
+    const config = c.config('mx1', [{ path: log }], { host: 'mx1' });
+    const want = await replay(config, [log]);
+    const wantLocks = want.decisions.filter((d) => d.action === 'lock').map((d) => d.entity.id);
+    expect(wantLocks).toEqual([victim]); // the standalone answer, and what needs the hand-off
+    expect(want.findings.some((f) => f.detector === 'rbl' && f.entity.id === victim)).toBe(true);
+    c.detect('w1', config);
+    c.ship('ship1', config);
+    await waitFor(
+      'the listed-ip finding and the lock',
+      async () => {
+        const rbl = await c.count(`SELECT count() AS n FROM findings FINAL WHERE detector = 'rbl' AND entity_id = '${victim}'`);
+        const locks = await c.query<{ account: string }>("SELECT account FROM decisions FINAL WHERE action = 'lock'");
+        return rbl > 0 && locks.length > 0 ? locks.map((l) => l.account) : undefined;
+      },
+      90_000,
+      () => c.logs(),
+    ).then((locks) => expect(locks).toEqual(wantLocks));
+    const decision = await c.query<{ signals: string[] }>(`SELECT signals FROM decisions FINAL WHERE action = 'lock' AND account = '${victim}'`);
+    expect(decision[0]!.signals).toContain('listed-ip');
+  }, 180_000);
+
   it('two detect workers produce the same findings as one', async () => {
     const c = cluster({ partitions: 4 });
     const log = join(c.dir, 'zimbra.log');
