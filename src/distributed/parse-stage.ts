@@ -21,7 +21,7 @@ import { partitionFor } from './kafka.js';
 import type { Logger } from './log.js';
 import { ParsePartition, type ParsePartitionSnapshot } from './parse-partition.js';
 import { routeKey } from '../detect/route.js';
-import { decodeChunk, encodeItems, type RoutedItem } from './wire.js';
+import { decodeChunk, encodeItems, requestsWithin, type RoutedItem } from './wire.js';
 
 export interface ParseStageMetrics {
   records: number;
@@ -220,12 +220,22 @@ export class ParseStage {
       list.push(it);
     }
     const cfg = this.o.cfg.kafka;
+    const records: { topic: string; partition?: number; value: Buffer }[] = [];
+    for (const [p, items] of byPartition) for (const value of encodeItems(items)) records.push({ topic: cfg.topics.events, partition: p, value });
+    for (const d of dead) records.push({ topic: cfg.topics.deadLetter, value: d.value });
+    const compression = cfg.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
     const txn = await this.producer.transaction();
     try {
-      const topicMessages = [];
-      if (byPartition.size > 0) topicMessages.push({ topic: cfg.topics.events, messages: [...byPartition].flatMap(([p, items]) => encodeItems(items).map((value) => ({ partition: p, value }))) });
-      if (dead.length > 0) topicMessages.push({ topic: cfg.topics.deadLetter, messages: dead });
-      if (topicMessages.length > 0) await txn.sendBatch({ topicMessages, acks: -1, compression: cfg.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None });
+      // Several requests when the batch is big: one would exceed the broker's record batch limit (see requestsWithin).
+      for (const request of requestsWithin(records)) {
+        const byTopic = new Map<string, { partition?: number; value: Buffer }[]>();
+        for (const r of request) {
+          let list = byTopic.get(r.topic);
+          if (!list) byTopic.set(r.topic, (list = []));
+          list.push(r.partition === undefined ? { value: r.value } : { partition: r.partition, value: r.value });
+        }
+        await txn.sendBatch({ topicMessages: [...byTopic].map(([t, messages]) => ({ topic: t, messages })), acks: -1, compression });
+      }
       await txn.sendOffsets({ consumerGroupId: this.groupId, topics: [{ topic, partitions: [{ partition, offset: String(next) }] }] });
       await txn.commit();
       this.metrics.transactions++;

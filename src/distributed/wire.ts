@@ -142,6 +142,37 @@ function encodeItem(it: RoutedItem): string {
   return JSON.stringify(w);
 }
 
+/**
+ * The requests a transaction's records go in. kafkajs puts all of one
+ * request's records for a partition in ONE record batch, and the broker
+ * refuses a batch over its message.max.bytes (1 MiB by default) — checked
+ * after compression, so a parse batch of a few thousand lines made the
+ * events of one partition too big and the parse stage crash-looped on it (a
+ * backlog after an outage does that in production). Each request gets at
+ * most `maxBytesPerPartition` of record values per partition, counted
+ * uncompressed so the bound holds with compression off too; a partition's
+ * records keep their order across the requests (sent one after another).
+ * A record without a partition goes where the producer's partitioner puts
+ * it: counted as one partition per topic (right for single-partition topics).
+ */
+export function requestsWithin<T extends { topic: string; partition?: number; value: Buffer }>(records: readonly T[], maxBytesPerPartition = 768 * 1024): T[][] {
+  const requests: T[][] = [];
+  // Per topic-partition: the request being filled and the bytes in it.
+  const at = new Map<string, { req: number; bytes: number }>();
+  for (const r of records) {
+    const key = `${r.partition ?? -1}/${r.topic}`;
+    let slot = at.get(key);
+    if (slot === undefined) at.set(key, (slot = { req: 0, bytes: 0 }));
+    else if (slot.bytes > 0 && slot.bytes + r.value.length > maxBytesPerPartition) {
+      slot.req++;
+      slot.bytes = 0;
+    }
+    slot.bytes += r.value.length;
+    (requests[slot.req] ??= []).push(r);
+  }
+  return requests;
+}
+
 /** Decodes what encodeItems wrote; a line that is not an item is passed to `bad` and skipped. */
 export function decodeItems(buf: Buffer, bad: (reason: string, line: string) => void): RoutedItem[] {
   const out: RoutedItem[] = [];

@@ -1,0 +1,117 @@
+// The parse stage commits a batch whose events exceed the broker's record
+// batch limit (message.max.bytes, 1 MiB by default) for one partition: a
+// backlog of lines (after an outage, or a big file appended at once) is read
+// in one fetch of up to 8 MiB, and its events used to go in one produce
+// request per partition, which the broker refused — the stage crash-looped
+// on that batch for ever. Found by `npm run bench -- --phases kafka`.
+import { randomBytes } from 'node:crypto';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { generateLines } from '../../bench/generate.js';
+import { validateConfig } from '../../src/config/config.js';
+import { createKafka, ensureTopics } from '../../src/distributed/kafka.js';
+import { ParsePartition } from '../../src/distributed/parse-partition.js';
+import { ParseStage } from '../../src/distributed/parse-stage.js';
+import { decodeChunk, decodeItems, encodeChunk } from '../../src/distributed/wire.js';
+import { ZoneClock } from '../../src/envelope/zone.js';
+import { connectRedis } from '../../src/redis/connection.js';
+import { PartitionSnapshots } from '../../src/redis/snapshots.js';
+import { KAFKA_BROKERS, REDIS_URL } from './helpers/services.js';
+
+const id = `fgtbig${randomBytes(4).toString('hex')}`;
+const LINES = 20_000;
+
+// Uncompressed and one events partition: 20,000 lines make ~8 MiB of events for that partition.
+const cfg = validateConfig({
+  timezone: 'UTC',
+  site: { localDomains: ['example.com'] },
+  kafka: {
+    brokers: KAFKA_BROKERS,
+    topics: { lines: `${id}.lines`, events: `${id}.events`, deadLetter: `${id}.dead` },
+    groupId: id,
+    partitions: 1,
+    compression: 'none',
+  },
+  redis: { url: REDIS_URL, keyPrefix: `${id}:` },
+});
+const log = pino({ level: 'silent' });
+const kafka = createKafka(cfg.kafka, log);
+const redis = connectRedis(cfg.redis);
+let stage: ParseStage | undefined;
+
+afterAll(async () => {
+  await stage?.stop();
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics: [cfg.kafka.topics.lines, cfg.kafka.topics.events, cfg.kafka.topics.deadLetter] }).catch(() => undefined);
+  await admin.disconnect();
+  const keys = await redis.keys(`${id}:*`);
+  if (keys.length > 0) await redis.del(...keys);
+  redis.disconnect();
+});
+
+describe('parse stage with a batch bigger than the broker takes in one request', () => {
+  it('commits every item of a 20,000-line fetch in one transaction, none lost', async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(admin, cfg.kafka, log);
+    await admin.disconnect();
+
+    // What the shipper would send: chunks of 2,000 lines of one file, all there before the stage starts.
+    const lines = [...generateLines({ lines: LINES, seed: 7 })];
+    const chunks = [];
+    let offset = 0;
+    for (let i = 0; i < lines.length; i += 2000) {
+      const part = lines.slice(i, i + 2000);
+      const offsets = part.map((l) => {
+        const at = offset;
+        offset += Buffer.byteLength(l) + 1;
+        return at;
+      });
+      chunks.push(encodeChunk({ host: 'mx1', file: '/var/log/mail.log', source: 'mx1:1:1:0', format: 'auto', mtime: Date.UTC(2026, 10, 28), offsets, lines: part }));
+    }
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    for (const value of chunks) await producer.send({ topic: cfg.kafka.topics.lines, acks: -1, messages: [{ key: 'mx1', value }] });
+    await producer.disconnect();
+
+    // The items the stage must produce: the same chunks through the same partition state, offline.
+    const offline = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: cfg.correlator.idleTimeoutMs, maxEntries: cfg.correlator.maxEntries });
+    let expected = 0;
+    for (const c of chunks) {
+      offline.feed(decodeChunk(c));
+      expected += offline.takeOutput().length;
+    }
+
+    stage = new ParseStage({ cfg, kafka, snapshots: new PartitionSnapshots(redis, cfg.redis.keyPrefix), zone: new ZoneClock('UTC'), log, workerId: 'big', eventPartitions: 1 });
+    await stage.start();
+    const until = Date.now() + 90_000;
+    while (stage.metrics.items < expected && stage.metrics.transactionFailures === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+    expect(stage.metrics.transactionFailures).toBe(0);
+    expect(stage.metrics.lines).toBe(LINES);
+    expect(stage.metrics.items).toBe(expected);
+    // Fewer transactions than chunks: the batch really was bigger than one request per partition can carry.
+    expect(stage.metrics.transactions).toBeLessThan(chunks.length);
+
+    // And the committed events topic holds each of them.
+    const reader = new Kafka({ clientId: `${id}-read`, brokers: KAFKA_BROKERS, logLevel: logLevel.NOTHING }).consumer({ groupId: `${id}-read`, readUncommitted: false, maxWaitTimeInMs: 200 });
+    await reader.connect();
+    await reader.subscribe({ topic: cfg.kafka.topics.events, fromBeginning: true });
+    let got = 0;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`read ${got} of ${expected} items`)), 60_000);
+      void reader.run({
+        eachMessage: async ({ message }) => {
+          got += decodeItems(message.value ?? Buffer.alloc(0), () => undefined).length;
+          if (got >= expected) {
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+      });
+    });
+    await reader.disconnect();
+    expect(got).toBe(expected);
+  });
+});
