@@ -13,7 +13,7 @@
  * are parsed again silently: they rebuild open messages but their items were
  * already committed, so they are not produced twice.
  */
-import { CompressionTypes, Partitioners, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import { CompressionTypes, Partitioners, type Admin, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type { FloodgateConfig } from '../config/config.js';
 import type { ZoneClock } from '../envelope/zone.js';
 import type { PartitionSnapshots } from '../redis/snapshots.js';
@@ -67,7 +67,11 @@ export class ParseStage {
   readonly metrics: ParseStageMetrics = { records: 0, lines: 0, items: 0, duplicateLines: 0, malformedLines: 0, deadLettered: 0, transactions: 0, transactionFailures: 0, silentRecords: 0, restores: 0, snapshots: 0, lastBatchLines: 0 };
   private readonly o: ParseStageOptions;
   private readonly consumer: Consumer;
-  private readonly producer: Producer;
+  private producer: Producer;
+  /** The producer's last transaction failed: replace it before the next (see renewProducer). */
+  private producerStale = false;
+  /** Reads the group's committed offsets when a partition opens. */
+  private readonly admin: Admin;
   private readonly groupId: string;
   private readonly parts = new Map<number, PartState>();
   private readonly now: () => number;
@@ -77,8 +81,13 @@ export class ParseStage {
     this.now = o.now ?? Date.now;
     this.groupId = `${o.cfg.kafka.groupId}-parse`;
     this.consumer = o.kafka.consumer({ groupId: this.groupId, sessionTimeout: 30_000, heartbeatInterval: 3000, maxBytesPerPartition: 8 << 20, readUncommitted: false });
-    this.producer = o.kafka.producer({
-      transactionalId: `${o.cfg.kafka.groupId}-parse-${o.workerId}`,
+    this.producer = this.createProducer();
+    this.admin = o.kafka.admin();
+  }
+
+  private createProducer(): Producer {
+    return this.o.kafka.producer({
+      transactionalId: `${this.o.cfg.kafka.groupId}-parse-${this.o.workerId}`,
       idempotent: true,
       maxInFlightRequests: 1,
       transactionTimeout: 30_000,
@@ -88,6 +97,7 @@ export class ParseStage {
 
   async start(): Promise<void> {
     await this.producer.connect();
+    await this.admin.connect();
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: this.o.cfg.kafka.topics.lines, fromBeginning: true });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
@@ -106,15 +116,44 @@ export class ParseStage {
   async stop(): Promise<void> {
     await this.consumer.disconnect().catch(() => undefined);
     await this.producer.disconnect().catch(() => undefined);
+    await this.admin.disconnect().catch(() => undefined);
   }
 
-  private async open(partition: number, firstOffset: bigint): Promise<PartState> {
+  /**
+   * kafkajs leaves a producer whose commit or abort failed (connection lost,
+   * broker restarting) in state COMMITTING or ABORTING for good: every later
+   * transaction() throws "Cannot call beginTransaction in state …"
+   * (tulios/kafkajs#1275, #1355; seen here with a connection cut at EndTxn).
+   * A new producer with the same transactional id fences the old one; its
+   * first transaction() waits until the broker has finished the old
+   * transaction (committed or aborted), so the group's committed offset read
+   * next is final. The empty transaction sends nothing.
+   */
+  private async renewProducer(): Promise<void> {
+    await this.producer.disconnect().catch(() => undefined);
+    this.producer = this.createProducer();
+    await this.producer.connect();
+    const txn = await this.producer.transaction();
+    await txn.abort();
+    this.producerStale = false;
+  }
+
+  /** The group's committed offset of a lines partition (undefined when none). */
+  private async committedOffset(topic: string, partition: number): Promise<bigint | undefined> {
+    const [t] = await this.admin.fetchOffsets({ groupId: this.groupId, topics: [topic] });
+    const off = t?.partitions.find((p) => p.partition === partition)?.offset;
+    return off === undefined || BigInt(off) < 0n ? undefined : BigInt(off);
+  }
+
+  private async open(topic: string, partition: number, firstOffset: bigint): Promise<PartState> {
     const cfg = this.o.cfg;
     const st = new ParsePartition({ zone: this.o.zone, idleTimeoutMs: cfg.correlator.idleTimeoutMs, maxEntries: cfg.correlator.maxEntries });
     const snap = await this.o.snapshots.load(this.groupId, cfg.kafka.topics.lines, partition);
-    // The batch starts at the committed offset (or the log start for a new group).
-    const committed = firstOffset;
-    let next = committed;
+    // Asked from the broker, not taken from the batch: after a commit whose answer was lost, kafkajs fetches
+    // again from its own last known offset, yet the broker did commit that batch: it must stay silent.
+    const committed = (await this.committedOffset(topic, partition)) ?? firstOffset;
+    // Without a checkpoint, records fetched below the committed offset still rebuild open messages.
+    let next = firstOffset < committed ? firstOffset : committed;
     if (snap !== undefined) {
       const at = BigInt(snap.offset);
       if (at <= committed) {
@@ -133,9 +172,16 @@ export class ParseStage {
     const partition = batch.partition;
     const first = batch.messages[0];
     if (first === undefined) return;
+    if (this.producerStale) {
+      try {
+        await this.renewProducer();
+      } catch (e) {
+        throw retriable('renewing the transactional producer', e);
+      }
+    }
     let ps = this.parts.get(partition);
     if (ps === undefined) {
-      ps = await this.open(partition, BigInt(first.offset));
+      ps = await this.open(batch.topic, partition, BigInt(first.offset));
       this.parts.set(partition, ps);
     }
     if (BigInt(first.offset) > ps.next) {
@@ -202,7 +248,8 @@ export class ParseStage {
       this.metrics.transactionFailures++;
       this.parts.delete(partition);
       this.o.log.warn({ stage: 'parse', partition, err: (e as Error).message }, 'transaction failed; partition will be rebuilt from its checkpoint');
-      throw e;
+      this.producerStale = true;
+      throw retriable('committing a parse transaction', e);
     }
     resolveOffset(last.offset);
     this.metrics.items += outputs.length;
@@ -247,6 +294,8 @@ export class ParseStage {
 
   private async checkpoint(partition: number, ps: PartState): Promise<void> {
     ps.lastSnapshotAt = this.now();
+    // Redis down: the save would fail only after its retries, holding this batch up for seconds each time.
+    if (!this.o.snapshots.reachable()) return;
     try {
       const r = await this.o.snapshots.save(this.groupId, this.o.cfg.kafka.topics.lines, partition, { offset: String(ps.next), state: ps.st.snapshot() });
       if (r.saved) {
@@ -258,4 +307,15 @@ export class ParseStage {
       this.o.log.warn({ stage: 'parse', partition, err: (e as Error).message }, 'checkpoint failed');
     }
   }
+}
+
+/**
+ * kafkajs stops a consumer for good when eachBatch throws an error it deems
+ * non-retriable (a transaction state or protocol error): the worker would
+ * live on without parsing. A plain Error makes it fetch the batch again after
+ * a pause (and restart the consumer if that keeps failing), which rebuilds
+ * the partition from its checkpoint.
+ */
+function retriable(what: string, e: unknown): Error {
+  return new Error(`${what}: ${(e as Error).message}`);
 }

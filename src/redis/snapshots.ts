@@ -127,6 +127,15 @@ export class PartitionSnapshots {
     defineScript(redis, 'fgSnapshotSave', SAVE_LUA);
   }
 
+  /**
+   * False while the connection is down (ioredis is reconnecting). A checkpoint
+   * then gives up at once: every command would fail anyway, but only after
+   * waiting out its retries, seconds in which the caller's consumer stands still.
+   */
+  reachable(): boolean {
+    return this.redis.status === 'ready';
+  }
+
   /** The Redis key of one partition's snapshot; group and topic are encoded so no name can reach another's key. */
   key(group: string, topic: string, partition: number): string {
     checkPartition(partition);
