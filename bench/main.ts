@@ -3,7 +3,18 @@
  * (bench/generate.ts; cached in the temp folder) and measures each phase in
  * a fresh process (best of N runs). Prints one JSON document with the machine
  * it ran on. Options: --lines N (default 2,000,000), --runs N (default 3),
- * --seed N, --phases a,b (default all four).
+ * --seed N, --phases a,b (default the four that need nothing but Node).
+ *
+ * Phase `kafka` (only when named in --phases: it needs Kafka, ClickHouse and
+ * Redis from `bash scripts/services.sh up`, and fails saying so when they do
+ * not answer) measures the distributed path once (bench/kafka-phase.ts):
+ * throughput of the generated log through ship → Kafka → detect →
+ * ClickHouse, and latency at a steady rate. Its options: --kafka-rate N
+ * (lines/s, default 10,000), --kafka-seconds N (default 40), --kafka-markers N
+ * (marker lines per second, default 25), --kafka-runs throughput,latency,
+ * --kafka-profile DIR (CPU profiles of ship and detect, summarised),
+ * --kafka-keep (leave the deployments in place), --kafka-settings JSON
+ * (change deployment settings in both runs, e.g. '{"compression":"none"}').
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -12,6 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { writeLog } from './generate.js';
+import { kafkaPhase } from './kafka-phase.js';
 
 interface PhaseResult {
   phase: string;
@@ -27,6 +39,13 @@ async function main(): Promise<void> {
       runs: { type: 'string', default: '3' },
       seed: { type: 'string', default: '42' },
       phases: { type: 'string', default: 'envelope-parse,parse-correlate,pipeline,state-memory' },
+      'kafka-rate': { type: 'string', default: '10000' },
+      'kafka-seconds': { type: 'string', default: '40' },
+      'kafka-markers': { type: 'string', default: '25' },
+      'kafka-runs': { type: 'string', default: 'throughput,latency' },
+      'kafka-profile': { type: 'string' },
+      'kafka-keep': { type: 'boolean', default: false },
+      'kafka-settings': { type: 'string' },
     },
   });
   const lines = Number(values.lines);
@@ -34,6 +53,18 @@ async function main(): Promise<void> {
   const seed = Number(values.seed);
   if (!Number.isInteger(lines) || lines < 1000 || !Number.isInteger(runs) || runs < 1 || !Number.isInteger(seed)) {
     throw new Error('--lines must be ≥ 1000, --runs ≥ 1, --seed an integer');
+  }
+  const phases = values.phases.split(',');
+  const known = ['envelope-parse', 'parse-correlate', 'pipeline', 'state-memory', 'kafka'];
+  for (const p of phases) if (!known.includes(p)) throw new Error(`--phases: unknown phase '${p}' (${known.join(', ')})`);
+  const kafkaOpts = {
+    rate: Number(values['kafka-rate']),
+    seconds: Number(values['kafka-seconds']),
+    markersPerSec: Number(values['kafka-markers']),
+    runs: { throughput: values['kafka-runs'].split(',').includes('throughput'), latency: values['kafka-runs'].split(',').includes('latency') },
+  };
+  if (!(kafkaOpts.rate >= 1 && kafkaOpts.seconds >= 1 && kafkaOpts.markersPerSec > 0 && kafkaOpts.markersPerSec <= kafkaOpts.rate)) {
+    throw new Error('--kafka-rate and --kafka-seconds must be ≥ 1, --kafka-markers between 0 and the rate');
   }
   const file = join(tmpdir(), `floodgate-bench-${lines}-${seed}.log`);
   const g0 = performance.now();
@@ -47,8 +78,20 @@ async function main(): Promise<void> {
   const genSeconds = (performance.now() - g0) / 1000;
   const phaseJs = fileURLToPath(new URL('./phase.js', import.meta.url));
   const results: Record<string, PhaseResult> = {};
-  const phases = values.phases.split(',');
   for (const phase of phases) {
+    if (phase === 'kafka') {
+      // One run: it takes minutes, and its latency half is a distribution already.
+      process.stderr.write('bench: kafka (needs Kafka, ClickHouse and Redis)\n');
+      results.kafka = (await kafkaPhase({
+        file,
+        seed,
+        ...kafkaOpts,
+        ...(values['kafka-profile'] !== undefined ? { profileDir: values['kafka-profile'] } : {}),
+        keep: values['kafka-keep'],
+        ...(values['kafka-settings'] !== undefined ? { overrides: JSON.parse(values['kafka-settings']) as Record<string, never> } : {}),
+      })) as PhaseResult;
+      continue;
+    }
     let best: PhaseResult | undefined;
     for (let i = 0; i < runs; i++) {
       process.stderr.write(`bench: ${phase} run ${i + 1}/${runs}\n`);
@@ -71,12 +114,20 @@ async function main(): Promise<void> {
         memGb: Math.round(totalmem() / 2 ** 30),
         input: { file, lines, bytes: statSync(file).size, seed, generatedNow: generated, generateSeconds: Number(genSeconds.toFixed(1)) },
         runsPerPhase: runs,
-        note: 'best of runs; each phase in a fresh single-threaded process; peakRssMb is that process\'s max RSS',
+        note: 'best of runs; each phase in a fresh single-threaded process; peakRssMb is that process\'s max RSS; kafka: one run over several processes (see its notes)',
         envelopeParse: results['envelope-parse'],
         parseCorrelate: results['parse-correlate'],
         pipeline: results['pipeline'],
         stateMemory: results['state-memory'],
-        targets: { parseCorrelateLinesPerSec: 1_000_000, parseCorrelatePeakRssMb: 250, pipelineLinesPerSec: 500_000, stateMemoryPeakRssMb: 500 },
+        kafka: results['kafka'],
+        targets: {
+          parseCorrelateLinesPerSec: 1_000_000,
+          parseCorrelatePeakRssMb: 250,
+          pipelineLinesPerSec: 500_000,
+          stateMemoryPeakRssMb: 500,
+          kafkaLinesPerSec: 200_000,
+          kafkaFindingLatencyP99Ms: 500,
+        },
       },
       null,
       2,
