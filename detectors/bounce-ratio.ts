@@ -18,15 +18,16 @@
  * signal). Severity from the share: medium above the threshold, high from
  * 0.5, critical from 0.8; score 40 at the threshold rising linearly to 100
  * at a share of 1. At most one finding per account per cooldown (30 min).
- * Evidence: the last messages that had failures (per-account ring in a
- * Recent), each noted with up to two failed addresses and their dsn.
+ * Evidence: the last messages that had failures (per account, in a
+ * Samples structure), each noted with up to two failed addresses and their dsn.
  */
 import { z } from 'zod';
 import type { Message, Recipient } from '../src/correlator/message.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
 import { passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
-import { fmtMs, ringFor, ringNext, ringSlots, type SampleRing } from './volume-util.js';
+import { own } from '../src/detect/windows.js';
+import { fmtMs } from './volume-util.js';
 
 const config = z.object({
   /** Sliding window (ms). */
@@ -47,8 +48,8 @@ const config = z.object({
 
 // total + failed·PACK in one counter (total < 2^21 per window)
 const PACK = 2 ** 21;
-// ring slot: file, offset, ts, queueId, failed, total, addr1, dsn1, addr2, dsn2
-const W = 10;
+// evidence sample: file, offset, ts, queueId, failed, total, addr1, dsn1, addr2, dsn2
+const SAMPLE_FIELDS = 'snnsnnssss';
 
 function dsnOf(r: Recipient): string {
   return r.dsn !== undefined ? `${r.dsn} ${r.status}` : r.status;
@@ -64,7 +65,8 @@ export const bounceRatioDetector = defineDetector({
     const maxKeys = cfg.maxKeys;
     const counts = store.counter('recipients', { windowMs: cfg.windowMs, buckets: 12, maxKeys });
     const cooldown = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys });
-    const ring = store.recent<SampleRing>('samples', { ttlMs: cfg.windowMs, maxKeys });
+    const ring = store.samples('samples', { ttlMs: cfg.windowMs, maxKeys, size: cfg.evidenceSamples, fields: SAMPLE_FIELDS });
+    const row: (string | number)[] = ['', 0, 0, '', 0, 0, '', '', '', '']; // reused: no allocation per message
     const label = fmtMs(cfg.windowMs);
     const countDeferred = cfg.countDeferred;
 
@@ -119,21 +121,20 @@ export const bounceRatioDetector = defineDetector({
     };
 
     function remember(key: string, ts: number, m: Message, bad: number, total: number, f1: number, f2: number): void {
-      const r = ringFor(ring, key, ts, cfg.evidenceSamples, W);
-      const i = ringNext(r);
       const a = m.recipients[f1]!;
       const b = f2 >= 0 ? m.recipients[f2] : undefined;
-      r[i] = m.src.file;
-      r[i + 1] = m.src.offset;
-      r[i + 2] = m.firstTs;
-      r[i + 3] = m.queueId;
-      r[i + 4] = bad;
-      r[i + 5] = total;
-      r[i + 6] = a.address;
-      r[i + 7] = dsnOf(a);
-      r[i + 8] = b?.address ?? '';
-      r[i + 9] = b !== undefined ? dsnOf(b) : '';
-      ring.set(key, ts, r);
+      // strings kept for an hour: copies, not views into their log lines
+      row[0] = m.src.file;
+      row[1] = m.src.offset;
+      row[2] = m.firstTs;
+      row[3] = own(m.queueId);
+      row[4] = bad;
+      row[5] = total;
+      row[6] = store.shared(a.address);
+      row[7] = own(dsnOf(a));
+      row[8] = b !== undefined ? store.shared(b.address) : '';
+      row[9] = b !== undefined ? own(dsnOf(b)) : '';
+      ring.add(key, ts, row);
     }
 
     function finding(key: string, ts: number, share: number, bad: number, total: number): Finding {
@@ -142,20 +143,19 @@ export const bounceRatioDetector = defineDetector({
       const score = Math.max(0, Math.min(100, Math.round(40 + (60 * (share - thr)) / Math.max(1e-9, 1 - thr))));
       const evidence: Evidence[] = [];
       const sample: { address: string; dsn: string }[] = [];
-      const r = ring.get(key, ts);
-      for (const i of ringSlots(r)) {
-        const a1 = r![i + 6] as string;
-        const a2 = r![i + 8] as string;
-        const bad1 = r![i + 4] as number;
-        const rcpts = a2 !== '' ? `${a1} (${String(r![i + 7])}), ${a2} (${String(r![i + 9])})` : `${a1} (${String(r![i + 7])})`;
+      for (const r of ring.get(key, ts) ?? []) {
+        const a1 = r[6] as string;
+        const a2 = r[8] as string;
+        const bad1 = r[4] as number;
+        const rcpts = a2 !== '' ? `${a1} (${String(r[7])}), ${a2} (${String(r[9])})` : `${a1} (${String(r[7])})`;
         evidence.push({
-          file: r![i] as string,
-          offset: r![i + 1] as number,
-          ts: r![i + 2] as number,
-          note: `queue ${String(r![i + 3])}: ${bad1} of ${String(r![i + 5])} recipient(s) failed: ${rcpts}${bad1 > 2 ? ', ...' : ''}`,
+          file: r[0] as string,
+          offset: r[1] as number,
+          ts: r[2] as number,
+          note: `queue ${String(r[3])}: ${bad1} of ${String(r[5])} recipient(s) failed: ${rcpts}${bad1 > 2 ? ', ...' : ''}`,
         });
-        sample.push({ address: a1, dsn: r![i + 7] as string });
-        if (a2 !== '') sample.push({ address: a2, dsn: r![i + 9] as string });
+        sample.push({ address: a1, dsn: r[7] as string });
+        if (a2 !== '') sample.push({ address: a2, dsn: r[9] as string });
       }
       const pct = Math.round(share * 100);
       return {

@@ -26,7 +26,6 @@ import type { Event } from '../src/core/events.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
 import { networkOf } from '../src/detect/site.js';
 import { clampScore, evidence, fmtDuration, normAccount, passCooldown } from './account-util.js';
-import { own } from '../src/detect/windows.js';
 import { defineDetector } from './types.js';
 
 const DAY = 86_400_000;
@@ -61,43 +60,24 @@ interface History {
 
 /**
  * Evidence samples of an account's new networks, kept compactly (no note
- * string per login; the note is built when a finding is emitted): one flat
- * array of SAMPLE_W slots per sample — file, offset, ts, ip, protocol, sending (0/1).
+ * string per login; the note is built when a finding is emitted), the first
+ * MAX_SAMPLES - 1 and the newest: file, offset, ts, ip, protocol, sending (0/1).
  */
-type Samples = (string | number)[];
-const SAMPLE_W = 6;
+const SAMPLE_FIELDS = 'snnssn';
 const MAX_SAMPLES = 8;
-
-/** Like pushSample on the flat array: the first MAX_SAMPLES - 1 kept, the last slot the newest. */
-function pushCompact(list: Samples, src: Source, ts: number, ip: string, protocol: string, sending: boolean): void {
-  const n = list.length / SAMPLE_W;
-  const at = n < MAX_SAMPLES ? list.length : (MAX_SAMPLES - 1) * SAMPLE_W;
-  list[at] = src.file;
-  list[at + 1] = src.offset;
-  list[at + 2] = ts;
-  list[at + 3] = own(ip);
-  list[at + 4] = protocol;
-  list[at + 5] = sending ? 1 : 0;
-}
+type SampleRows = (string | number)[][];
 
 function noteOf(account: string, ip: string, protocol: string, sending: boolean): string {
   const how = sending ? `sent mail (SMTP AUTH, ${protocol})` : `logged in (${protocol})`;
   return `${account} ${how} from ${ip} (${networkOf(ip)})`;
 }
 
-function expandSamples(account: string, list: Samples | Evidence[]): Evidence[] {
-  if (list.length > 0 && typeof list[0] === 'object') return list as Evidence[]; // a snapshot from before the compact form
-  const l = list as Samples;
-  const out: Evidence[] = [];
-  for (let i = 0; i + SAMPLE_W <= l.length; i += SAMPLE_W) {
-    const ip = l[i + 3] as string;
-    out.push({ file: l[i] as string, offset: l[i + 1] as number, ts: l[i + 2] as number, note: noteOf(account, ip, l[i + 4] as string, l[i + 5] === 1) });
-  }
-  return out;
+function expandSamples(account: string, rows: SampleRows): Evidence[] {
+  return rows.map((r) => ({ file: r[0] as string, offset: r[1] as number, ts: r[2] as number, note: noteOf(account, r[3] as string, r[4] as string, r[5] === 1) }));
 }
 
-function samplesOrNow(list: Samples | undefined, account: string, ev: () => Evidence): Evidence[] {
-  return list !== undefined ? expandSamples(account, list) : [ev()];
+function samplesOrNow(rows: SampleRows | undefined, account: string, ev: () => Evidence): Evidence[] {
+  return rows !== undefined ? expandSamples(account, rows) : [ev()];
 }
 
 interface Pending {
@@ -117,7 +97,8 @@ export const loginAnomalyDetector = defineDetector({
   create(cfg, { store, site, emit, owner }) {
     const maxKeys = cfg.maxKeys;
     const recentNets = store.distinct('networks', { windowMs: cfg.networksWindowMs, maxKeys, maxPerKey: Math.max(32, cfg.minNetworks * 4) });
-    const netEv = store.recent<Samples>('network-evidence', { ttlMs: cfg.networksWindowMs, maxKeys });
+    const netEv = store.samples('network-evidence', { ttlMs: cfg.networksWindowMs, maxKeys, size: MAX_SAMPLES, fields: SAMPLE_FIELDS, keep: 'first-and-newest' });
+    const row: (string | number)[] = ['', 0, 0, '', '', 0]; // reused: no allocation per login
     // only counted and tested, never listed: hashes, not the networks (30 days of them per account)
     const known = store.distinct('known', { windowMs: cfg.knownNetworksMs, maxKeys, maxPerKey: cfg.maxNetworksPerAccount, keepValues: false });
     const history = store.recent<History>('history', { ttlMs: cfg.knownNetworksMs, maxKeys });
@@ -171,10 +152,13 @@ export const loginAnomalyDetector = defineDetector({
       // many networks in a short window
       const r = recentNets.add(account, net, ts);
       if (r.isNew) {
-        let list = netEv.get(account, ts);
-        if (list === undefined) list = [];
-        pushCompact(list, src, ts, ip, protocol, sending);
-        netEv.set(account, ts, list);
+        row[0] = src.file;
+        row[1] = src.offset;
+        row[2] = ts;
+        row[3] = store.shared(ip); // not a view into its log line
+        row[4] = protocol;
+        row[5] = sending ? 1 : 0;
+        netEv.add(account, ts, row);
       }
       if (r.count >= cfg.minNetworks) {
         const severity: Severity = r.count >= cfg.minNetworks * 2 ? 'high' : 'medium';

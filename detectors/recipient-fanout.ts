@@ -37,16 +37,16 @@
  *
  * Signal `fanout`; severity/score from observed/threshold (see
  * volume-util gradeRatio). At most one finding per account per cooldown
- * (30 min). Evidence: the last messages' sources (Recent ring) with their
+ * (30 min). Evidence: the last messages' sources (Samples) with their
  * external recipient counts; window.sampleDomains lists recent domains.
  */
 import { z } from 'zod';
 import type { Evidence, Finding } from '../src/detect/finding.js';
 import { domainOf } from '../src/detect/site.js';
-import type { BaselineView } from '../src/detect/windows.js';
+import { own, type BaselineView } from '../src/detect/windows.js';
 import { passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
-import { fmtMs, gradeRatio, learnedThreshold, ringFor, ringNext, ringSlots, round1, unlearn, type SampleRing } from './volume-util.js';
+import { fmtMs, gradeRatio, learnedThreshold, round1, unlearn } from './volume-util.js';
 
 const override = z
   .object({
@@ -86,8 +86,8 @@ const config = z.object({
 });
 
 type Metric = 'domains' | 'recipients';
-// ring slot: file, offset, ts, queueId, external recipients, local recipients
-const W = 6;
+// evidence sample: file, offset, ts, queueId, external recipients, local recipients
+const SAMPLE_FIELDS = 'snnsnn';
 const PACK = 2 ** 21;
 
 export const recipientFanoutDetector = defineDetector({
@@ -109,7 +109,8 @@ export const recipientFanoutDetector = defineDetector({
     const domBase = store.baseline('new-domains', baseOpts);
     const rcptBase = store.baseline('new-recipients', baseOpts);
     const cooldown = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys });
-    const ring = store.recent<SampleRing>('samples', { ttlMs: windowMs, maxKeys });
+    const ring = store.samples('samples', { ttlMs: windowMs, maxKeys, size: cfg.evidenceSamples, fields: SAMPLE_FIELDS });
+    const row: (string | number)[] = ['', 0, 0, '', 0, 0]; // reused: no allocation per message
 
     const byAccount = new Map(Object.entries(cfg.thresholdsByAccount).map(([k, v]) => [k.toLowerCase(), v]));
     const domOpts = { k: cfg.baselineK, minVolume: cfg.baselineMinDomains, minRatio: cfg.baselineMinRatio };
@@ -164,15 +165,13 @@ export const recipientFanoutDetector = defineDetector({
         const newRcptsW = Math.floor(packed / PACK);
         const newDomsW = packed - newRcptsW * PACK;
 
-        const r = ringFor(ring, key, ts, cfg.evidenceSamples, W);
-        const i = ringNext(r);
-        r[i] = m.src.file;
-        r[i + 1] = m.src.offset;
-        r[i + 2] = m.firstTs;
-        r[i + 3] = m.queueId;
-        r[i + 4] = ext;
-        r[i + 5] = loc;
-        ring.set(key, ts, r);
+        row[0] = m.src.file;
+        row[1] = m.src.offset;
+        row[2] = m.firstTs;
+        row[3] = own(m.queueId);
+        row[4] = ext;
+        row[5] = loc;
+        ring.add(key, ts, row);
 
         const mature = db.weight >= cfg.baselineMinPeriods;
         let tD: number, tR: number, vD: number, vR: number;
@@ -234,13 +233,12 @@ export const recipientFanoutDetector = defineDetector({
           `(${n.domCount} domains, ${n.rcptCount} external and ${localRecipients} local recipients; not enough history for a baseline yet).`;
       }
       const evidence: Evidence[] = [];
-      const r = ring.get(key, ts);
-      for (const i of ringSlots(r)) {
+      for (const r of ring.get(key, ts) ?? []) {
         evidence.push({
-          file: r![i] as string,
-          offset: r![i + 1] as number,
-          ts: r![i + 2] as number,
-          note: `queue ${String(r![i + 3])}: ${String(r![i + 4])} external, ${String(r![i + 5])} local recipient(s)`,
+          file: r[0] as string,
+          offset: r[1] as number,
+          ts: r[2] as number,
+          note: `queue ${String(r[3])}: ${String(r[4])} external, ${String(r[5])} local recipient(s)`,
         });
       }
       return {

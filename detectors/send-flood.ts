@@ -46,7 +46,7 @@
  * Severity and score grow with observed/threshold (×1 → low/30, ×2 → 55,
  * ×4 → 80, ×8 → 100; critical from ×10). Re-alerts are limited by a
  * cooldown kept in a Recent structure; evidence is the last few messages'
- * sources, kept in a per-account ring (Recent). Time comes only from
+ * sources, kept per account in a Samples structure. Time comes only from
  * messages (lastTs). All state is in the ScopedStore, capped at maxKeys
  * accounts per structure.
  */
@@ -55,7 +55,7 @@ import type { Evidence, Finding } from '../src/detect/finding.js';
 import { own, type BaselineView } from '../src/detect/windows.js';
 import { passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
-import { fmtMs, gradeRatio, learnedThreshold, unlearn, ringFor, ringNext, ringSlots, round1, type SampleRing } from './volume-util.js';
+import { fmtMs, gradeRatio, learnedThreshold, unlearn, round1 } from './volume-util.js';
 
 const ceilingOverride = z
   .object({
@@ -101,8 +101,8 @@ const config = z.object({
 
 type Metric = 'msgsShort' | 'msgsLong' | 'rcptsShort' | 'rcptsLong';
 
-// ring slot: file, offset, ts, queueId, recipients, sender
-const W = 6;
+// evidence sample: file, offset, ts, queueId, recipients, sender
+const SAMPLE_FIELDS = 'snnsns';
 const PACK = 2 ** 21;
 
 export const sendFloodDetector = defineDetector({
@@ -122,13 +122,13 @@ export const sendFloodDetector = defineDetector({
     const msgBase = store.baseline('msgs-per-period', baseOpts);
     const rcptBase = store.baseline('rcpts-per-period', baseOpts);
     const cooldown = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys });
-    const ring = store.recent<SampleRing>('samples', { ttlMs: cfg.longWindowMs, maxKeys });
+    const ring = store.samples('samples', { ttlMs: cfg.longWindowMs, maxKeys, size: cfg.evidenceSamples, fields: SAMPLE_FIELDS });
+    const row: (string | number)[] = ['', 0, 0, '', 0, '']; // reused: no allocation per message
 
     const byAccount = new Map(Object.entries(cfg.ceilingsByAccount).map(([k, v]) => [k.toLowerCase(), v]));
     const msgOpts = { k: cfg.baselineK, minVolume: cfg.baselineMinMsgs, minRatio: cfg.baselineMinRatio };
     const rcptOpts = { k: cfg.baselineK, minVolume: cfg.baselineMinRcpts, minRatio: cfg.baselineMinRatio };
     const share = (cfg.shortWindowMs / cfg.longWindowMs) * cfg.burstFactor;
-    const nSamples = cfg.evidenceSamples;
     const shortLabel = fmtMs(cfg.shortWindowMs);
     const longLabel = fmtMs(cfg.longWindowMs);
 
@@ -147,15 +147,13 @@ export const sendFloodDetector = defineDetector({
         const rl = Math.floor(lp / PACK);
         const ml = lp - rl * PACK;
 
-        const r = ringFor(ring, key, ts, nSamples, W);
-        const i = ringNext(r);
-        r[i] = m.src.file;
-        r[i + 1] = m.src.offset;
-        r[i + 2] = m.firstTs;
-        r[i + 3] = m.queueId;
-        r[i + 4] = nr;
-        r[i + 5] = m.sender === undefined ? '' : own(m.sender); // not a view into its log line
-        ring.set(key, ts, r);
+        row[0] = m.src.file;
+        row[1] = m.src.offset;
+        row[2] = m.firstTs;
+        row[3] = own(m.queueId);
+        row[4] = nr;
+        row[5] = m.sender === undefined ? '' : store.shared(m.sender); // usually the account's own key string; never a view into its log line
+        ring.add(key, ts, row);
 
         // thresholds (see the top comment). The views' mean/std/weight cover
         // completed periods only, so reading them after counting this message
@@ -232,14 +230,13 @@ export const sendFloodDetector = defineDetector({
       const summary = `${key} submitted ${n} ${what} in the last ${span}, ${why}.`;
 
       const evidence: Evidence[] = [];
-      const r = ring.get(key, ts);
-      for (const i of ringSlots(r)) {
-        const sender = r![i + 5] as string;
+      for (const r of ring.get(key, ts) ?? []) {
+        const sender = r[5] as string;
         evidence.push({
-          file: r![i] as string,
-          offset: r![i + 1] as number,
-          ts: r![i + 2] as number,
-          note: `queue ${String(r![i + 3])}: ${String(r![i + 4])} recipient(s)${sender ? `, from <${sender}>` : ''}`,
+          file: r[0] as string,
+          offset: r[1] as number,
+          ts: r[2] as number,
+          note: `queue ${String(r[3])}: ${String(r[4])} recipient(s)${sender ? `, from <${sender}>` : ''}`,
         });
       }
       return {

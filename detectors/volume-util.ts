@@ -1,12 +1,11 @@
 /**
  * Small helpers shared by the volume detectors (send-flood, recipient-fanout,
  * bounce-ratio): the learned-threshold formula, severity/score from how far
- * above a threshold a count is, and a fixed-size ring of evidence samples kept
- * in a Recent structure (plain arrays, mutated in place: no allocation per
- * message once an account's ring exists, and snapshot-able as JSON).
+ * above a threshold a count is. (Evidence samples live in the store's
+ * Samples structure.)
  */
 import type { Severity } from '../src/detect/finding.js';
-import type { BaselineView, Recent } from '../src/detect/windows.js';
+import type { BaselineView } from '../src/detect/windows.js';
 
 // --- learned thresholds ------------------------------------------------------------------
 
@@ -64,50 +63,4 @@ export function fmtMs(ms: number): string {
   if (ms % 3600_000 === 0) return `${ms / 3600_000} h`;
   if (ms % 60_000 === 0) return `${ms / 60_000} min`;
   return `${Math.round(ms / 1000)} s`;
-}
-
-// --- evidence ring --------------------------------------------------------------------------
-
-/**
- * A ring of the last N samples for one key, as one flat array:
- * [next, count, width, then N slots of `width` values]. Callers write a slot
- * in place (no allocation per message once the ring exists):
- *
- *   const r = ringFor(rec, key, now, size, width);
- *   const i = ringNext(r);
- *   r[i] = file; r[i + 1] = offset; ...
- *   rec.set(key, now, r);
- */
-export type SampleRing = (string | number)[];
-const HEAD = 3;
-
-/** The ring of key (created empty on first use or when its shape changed). */
-export function ringFor(rec: Recent<SampleRing>, key: string, now: number, size: number, width: number): SampleRing {
-  const r = rec.get(key, now);
-  if (r !== undefined && r[2] === width && r.length === HEAD + size * width) return r;
-  const fresh = new Array<string | number>(HEAD + size * width).fill(0);
-  fresh[2] = width;
-  return fresh;
-}
-
-/** Advance the ring and return the index of the slot to write. */
-export function ringNext(r: SampleRing): number {
-  const width = r[2] as number;
-  const size = (r.length - HEAD) / width;
-  const next = r[0] as number;
-  r[0] = (next + 1) % size;
-  if ((r[1] as number) < size) r[1] = (r[1] as number) + 1;
-  return HEAD + next * width;
-}
-
-/** Indexes of the ring's filled slots, oldest first (allocates: call when emitting). */
-export function ringSlots(r: SampleRing | undefined): number[] {
-  if (r === undefined) return [];
-  const width = r[2] as number;
-  const size = (r.length - HEAD) / width;
-  const count = r[1] as number;
-  const next = r[0] as number;
-  const out: number[] = [];
-  for (let j = 0; j < count; j++) out.push(HEAD + ((next - count + j + size) % size) * width);
-  return out;
 }

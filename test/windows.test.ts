@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Baseline, DistinctCounter, Recent, SlidingCounter, WindowStore } from '../src/detect/windows.js';
+import { Baseline, DistinctCounter, Recent, Samples, SlidingCounter, WindowStore } from '../src/detect/windows.js';
 
 const H = 3600_000;
 const t0 = Date.UTC(2026, 10, 27);
@@ -135,7 +135,7 @@ function drive(x: ReturnType<typeof buildAll>, from: number, to: number): unknow
     const ts = t0 + i * 700 - (pick(5) === 0 ? pick(90_000) : 0) + (i > 3000 ? 600_000 : 0);
     const key = `account-${pick(40)}@example.com`;
     const value = `${pick(2) === 0 ? 'd' : 'domain-'}${pick(pick(3) === 0 ? 40 : 6)}.example.net`;
-    switch (pick(9)) {
+    switch (pick(10)) {
       case 0:
         out.push(x.c.add(key, ts, 1 + pick(3)));
         break;
@@ -158,6 +158,10 @@ function drive(x: ReturnType<typeof buildAll>, from: number, to: number): unknow
       case 7:
         out.push(x.r.get(key, ts));
         break;
+      case 8:
+        if (pick(2) === 0) x.s.add(key, ts, [value, i, ts]);
+        else out.push(x.s.get(key, ts));
+        break;
       default:
         out.push(x.h.add(key, value, ts));
     }
@@ -175,6 +179,7 @@ function buildAll(store = new WindowStore()) {
     h: sc.distinct('h', { windowMs: 45_000, maxKeys: 30, maxPerKey: 24, keepValues: false }),
     b: sc.baseline('b', { periodMs: 10_000, halfLifeMs: 100_000, maxKeys: 30 }),
     r: sc.recent<[string, number]>('r', { ttlMs: 20_000, maxKeys: 30 }),
+    s: sc.samples('s', { ttlMs: 20_000, maxKeys: 30, size: 3, fields: 'snn' }),
   };
 }
 
@@ -273,5 +278,50 @@ describe('compact layout', () => {
     expect(h.has('k', 'b.example', t0 + 5)).toBe(true);
     expect(h.has('k', 'd.example', t0 + 5)).toBe(false);
     expect(() => h.values('k', t0)).toThrow(/keepValues/);
+  });
+});
+
+describe('Samples', () => {
+  it('keeps the newest samples per key, oldest first, and starts over after the TTL', () => {
+    const s = new Samples({ ttlMs: 60_000, maxKeys: 10, size: 3, fields: 'snsn' });
+    for (let i = 0; i < 5; i++) s.add('k', t0 + i * 1000, [`f${i}`, i, `q${i}`, i * 1.5]);
+    expect(s.get('k', t0 + 5000)).toEqual([
+      ['f2', 2, 'q2', 3],
+      ['f3', 3, 'q3', 4.5],
+      ['f4', 4, 'q4', 6],
+    ]);
+    expect(s.get('k', t0 + 4000 + 60_001)).toBeUndefined(); // nothing added for longer than the TTL
+    s.add('k', t0 + 200_000, ['g', 1, 'h', 2]);
+    expect(s.get('k', t0 + 200_000)).toEqual([['g', 1, 'h', 2]]);
+    expect(s.get('nobody', t0)).toBeUndefined();
+  });
+
+  it("'first-and-newest' keeps how it started and where it is now", () => {
+    const s = new Samples({ ttlMs: 60_000, maxKeys: 10, size: 3, fields: 'sn', keep: 'first-and-newest' });
+    for (let i = 0; i < 6; i++) s.add('k', t0 + i, [`ip${i}`, i]);
+    expect(s.get('k', t0 + 6)).toEqual([
+      ['ip0', 0],
+      ['ip1', 1],
+      ['ip5', 5],
+    ]);
+  });
+
+  it('restores the Recent rings and flat sample lists of snapshots before the Samples structure', () => {
+    const store = new WindowStore();
+    const ring = store.scope('d').samples('ring', { ttlMs: 60_000, maxKeys: 10, size: 2, fields: 'sn' });
+    const flat = store.scope('d').samples('flat', { ttlMs: 60_000, maxKeys: 10, size: 4, fields: 'sn', keep: 'first-and-newest' });
+    store.restore({
+      // ring of 3 slots, next = 1, count = 3: oldest is slot 1
+      'd.ring': { e: 0, m: [['k', { t: t0, v: [1, 3, 2, 'c', 3, 'a', 1, 'b', 2] }]] },
+      'd.flat': { e: 0, m: [['k', { t: t0, v: ['x', 1, 'y', 2] }]] },
+    });
+    expect(ring.get('k', t0)).toEqual([
+      ['b', 2],
+      ['c', 3],
+    ]);
+    expect(flat.get('k', t0)).toEqual([
+      ['x', 1],
+      ['y', 2],
+    ]);
   });
 });

@@ -9,6 +9,7 @@
  * - DistinctCounter: per-key distinct values seen within a window (capped per key).
  * - Baseline: per-key decayed rate (mean and variance of per-bucket counts).
  * - Recent: per-key small JSON value with a TTL (e.g. "last failures").
+ * - Samples: per-key last few evidence samples (fixed fields), with a TTL.
  *
  * Layout (why it is not a Map of objects): with 100,000 accounts and
  * 1,000,000 IPs the store holds millions of (structure, key) entries, and an
@@ -154,6 +155,12 @@ export class StringTable {
 
   str(id: number): string {
     return this.strs[id]!;
+  }
+
+  /** The held copy of s if there is one (no reference taken), else own(s). */
+  shared(s: string): string {
+    const id = this.find(s);
+    return id >= 0 ? this.strs[id]! : own(s);
   }
 }
 
@@ -1170,9 +1177,186 @@ export class Recent<T> extends Keyed {
   }
 }
 
+// --- Samples ---------------------------------------------------------------------------
+
+export interface SamplesOptions extends Bounds {
+  /** A key's samples are dropped when none was added for this long (as a Recent value expires). */
+  ttlMs: number;
+  /** Samples kept per key. */
+  size: number;
+  /**
+   * The fields of a sample, one letter each: `n` a number, `s` a string.
+   * Strings are stored as given: pass own() or ScopedStore.shared() copies
+   * of views into log lines.
+   */
+  fields: string;
+  /** `newest` (default): the last `size` samples; `first-and-newest`: the first size - 1, and the newest in the last place. */
+  keep?: 'newest' | 'first-and-newest';
+}
+
+/** A sample as added: one value per field. */
+export type SampleRow = readonly (string | number)[];
+
+/**
+ * Per key, a few evidence samples (file, offset, time, queue id, ...):
+ * numbers in a typed array and strings in one array for the whole
+ * structure, instead of an array (with boxed times) per key.
+ */
+export class Samples extends Keyed {
+  private readonly perKey: number;
+  private readonly nf: number;
+  /** per field: its column among the numbers (≥ 0) or among the strings (-1 - column) */
+  private readonly col: number[];
+  private readonly nn: number;
+  private readonly ns: number;
+  private readonly newest: boolean;
+  /** last add */
+  private t = new Float64Array(0);
+  private cnt = new Int32Array(0);
+  /** next place to write (newest: ring position) */
+  private nxt = new Int32Array(0);
+  private nums = new Float64Array(0);
+  private strs: (string | undefined)[] = [];
+
+  constructor(
+    private readonly opts: SamplesOptions,
+    table: StringTable = new StringTable(),
+  ) {
+    super(table, opts.maxKeys, opts.ttlMs);
+    if (!/^[ns]+$/.test(opts.fields) || !(opts.size >= 1)) throw new Error(`Samples: bad fields '${opts.fields}' or size ${opts.size}`);
+    this.perKey = opts.size;
+    this.nf = opts.fields.length;
+    let nn = 0;
+    let ns = 0;
+    this.col = [...opts.fields].map((f) => (f === 'n' ? nn++ : -1 - ns++));
+    this.nn = nn;
+    this.ns = ns;
+    this.newest = (opts.keep ?? 'newest') === 'newest';
+  }
+
+  protected grow(cap: number): void {
+    this.t = grownF64(this.t, cap);
+    this.cnt = grownI32(this.cnt, cap);
+    this.nxt = grownI32(this.nxt, cap);
+    this.nums = grownF64(this.nums, cap * this.perKey * this.nn);
+    // filled up front, so the array stays a plain (packed) one however slots are written
+    const n = cap * this.perKey * this.ns;
+    while (this.strs.length < n) this.strs.push(undefined);
+  }
+
+  protected expired(s: number, limit: number): boolean {
+    return this.t[s]! < limit;
+  }
+
+  protected drop(s: number): void {
+    const per = this.perKey * this.ns;
+    for (let i = s * per, e = i + per; i < e; i++) this.strs[i] = undefined;
+    this.cnt[s] = 0;
+  }
+
+  /** Add a sample for key at ts (the key's samples start over when its last add is older than ttlMs). */
+  add(key: string, ts: number, row: SampleRow): void {
+    let s = this.find(key);
+    if (s >= 0 && ts - this.t[s]! > this.opts.ttlMs) {
+      this.remove(s);
+      s = -1;
+    }
+    if (s < 0) {
+      s = this.create(key);
+      this.cnt[s] = 0;
+      this.nxt[s] = 0;
+    }
+    this.put(s, row);
+    this.t[s] = ts;
+    this.touch(s, ts);
+  }
+
+  /** The key's samples, oldest first (undefined when it has none within ttlMs). */
+  get(key: string, ts: number): (string | number)[][] | undefined {
+    const s = this.find(key);
+    if (s < 0) return undefined;
+    if (ts - this.t[s]! > this.opts.ttlMs) {
+      this.remove(s);
+      return undefined;
+    }
+    return this.rows(s);
+  }
+
+  private put(s: number, row: SampleRow): void {
+    const size = this.perKey;
+    const n = this.cnt[s]!;
+    let pos: number;
+    if (this.newest) {
+      pos = this.nxt[s]!;
+      this.nxt[s] = (pos + 1) % size;
+    } else {
+      pos = n < size ? n : size - 1;
+    }
+    if (n < size) this.cnt[s] = n + 1;
+    const at = s * size + pos;
+    for (let f = 0; f < this.nf; f++) {
+      const c = this.col[f]!;
+      if (c >= 0) this.nums[at * this.nn + c] = row[f] as number;
+      else this.strs[at * this.ns - 1 - c] = row[f] as string;
+    }
+  }
+
+  private rows(s: number): (string | number)[][] {
+    const size = this.perKey;
+    const n = this.cnt[s]!;
+    const out: (string | number)[][] = [];
+    for (let j = 0; j < n; j++) {
+      const at = s * size + (this.newest ? (this.nxt[s]! - n + j + size) % size : j);
+      const r: (string | number)[] = [];
+      for (let f = 0; f < this.nf; f++) {
+        const c = this.col[f]!;
+        r.push(c >= 0 ? this.nums[at * this.nn + c]! : this.strs[at * this.ns - 1 - c]!);
+      }
+      out.push(r);
+    }
+    return out;
+  }
+
+  /** Row: last add, then the samples' fields, oldest first. */
+  protected row(s: number, base: number): unknown[] {
+    return [this.t[s]! - base, ...this.rows(s).flat()];
+  }
+
+  protected fromRow(s: number, r: unknown[], base: number): void {
+    this.t[s] = (r[0] as number) + base;
+    this.load(s, r.slice(1) as (string | number)[]);
+  }
+
+  /** Before v2 samples were a Recent value: a ring [next, count, width, ...slots] or a flat array of samples. */
+  protected fromV1(s: number, st: unknown): void {
+    const e = st as { t: number; v: unknown };
+    this.t[s] = e.t;
+    const v = Array.isArray(e.v) ? (e.v as unknown[]) : [];
+    const nf = this.nf;
+    if (v.length >= 3 && v[2] === nf && (v.length - 3) % nf === 0 && typeof v[0] === 'number') {
+      const size = (v.length - 3) / nf;
+      const count = v[1] as number;
+      const next = v[0] as number;
+      const flat: (string | number)[] = [];
+      for (let j = 0; j < count; j++) flat.push(...(v.slice(3 + ((next - count + j + size) % size) * nf, 3 + ((next - count + j + size) % size) * nf + nf) as (string | number)[]));
+      this.load(s, flat);
+    } else if (v.length % nf === 0 && v.every((x) => typeof x === 'string' || typeof x === 'number')) {
+      this.load(s, v as (string | number)[]);
+    } else {
+      this.load(s, []); // an older shape: its samples are not kept
+    }
+  }
+
+  private load(s: number, flat: (string | number)[]): void {
+    this.cnt[s] = 0;
+    this.nxt[s] = 0;
+    for (let i = 0; i + this.nf <= flat.length; i += this.nf) this.put(s, flat.slice(i, i + this.nf));
+  }
+}
+
 // --- the store ------------------------------------------------------------------------------
 
-type Structure = SlidingCounter | DistinctCounter | Baseline | Recent<unknown>;
+type Structure = SlidingCounter | DistinctCounter | Baseline | Recent<unknown> | Samples;
 
 /**
  * Hands each detector its named structures. Names are scoped by the
@@ -1231,5 +1415,18 @@ export class ScopedStore {
 
   recent<T>(name: string, opts: RecentOptions): Recent<T> {
     return this.store.register(`${this.prefix}.${name}`, (t) => new Recent<T>(opts, t)) as Recent<T>;
+  }
+
+  samples(name: string, opts: SamplesOptions): Samples {
+    return this.store.register(`${this.prefix}.${name}`, (t) => new Samples(opts, t));
+  }
+
+  /**
+   * A string to keep in a detector's own state (a sample's sender, say):
+   * the store's copy when it holds one (as a key or value of any
+   * structure), else a copy that does not pin its log line (see own()).
+   */
+  shared(s: string): string {
+    return this.store.strings.shared(s);
   }
 }
