@@ -96,6 +96,8 @@ export interface DeploymentSettings {
   shipHost: string;
   /** Two detect processes, `--stages parse` and `--stages detect`, instead of one running both (each stage gets a core). */
   splitStages: boolean;
+  /** Extra node flags for the detect processes (e.g. a bigger young generation), when any. */
+  workerNodeFlags?: string[];
 }
 
 export interface Child {
@@ -164,11 +166,11 @@ export class BenchDeployment {
     return path;
   }
 
-  private async spawnCli(name: string, args: string[]): Promise<Child> {
+  private async spawnCli(name: string, args: string[], extraFlags: string[] = []): Promise<Child> {
     const metricsPort = await freePort();
     const logFile = join(this.dir, `${name}.log`);
     const fd = openSync(logFile, 'a');
-    const proc = spawn(process.execPath, [...this.nodeFlags, CLI, ...args, '--metrics-listen', `127.0.0.1:${metricsPort}`], { stdio: ['ignore', fd, fd] });
+    const proc = spawn(process.execPath, [...this.nodeFlags, ...extraFlags, CLI, ...args, '--metrics-listen', `127.0.0.1:${metricsPort}`], { stdio: ['ignore', fd, fd] });
     closeSync(fd);
     const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
     const c = { name, proc, logFile, metricsPort, exited };
@@ -185,7 +187,7 @@ export class BenchDeployment {
           { name: 'detect', stages: ['detect'] },
         ]
       : [{ name: 'detect', stages: ['parse', 'detect'] }];
-    for (const w of plan) this.workers.push(await this.spawnCli(w.name, ['detect', '--config', config, '--worker-id', `bench-${w.name}`, '--stages', w.stages.join(',')]));
+    for (const w of plan) this.workers.push(await this.spawnCli(w.name, ['detect', '--config', config, '--worker-id', `bench-${w.name}`, '--stages', w.stages.join(',')], this.settings.workerNodeFlags));
     for (const [i, w] of plan.entries()) {
       const c = this.workers[i]!;
       await this.waitForLog(c, timeoutMs, (l) => l.msg === 'detect worker running');
