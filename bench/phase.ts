@@ -109,7 +109,10 @@ function stateMemoryPhase(): Record<string, unknown> {
     linesPerSec: Math.round(lines / seconds),
     peakRssMb: rssMb(),
     heapUsedMb: Math.round(mem.heapUsed / 1048576),
+    // the window store's typed columns live outside the JS heap
+    arrayBuffersMb: Math.round(mem.arrayBuffers / 1048576),
     storeKeys: keys,
+    storeStrings: p.engine.store.strings.size,
     storeEvicted: evicted,
     findings: p.counters.findings,
     largestStructures: Object.entries(stats)

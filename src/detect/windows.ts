@@ -612,7 +612,7 @@ class Chunks {
     if (f !== undefined) return f;
     const c = this.used++;
     if (c >= this.link.length) {
-      const n = Math.max(64, this.link.length * 2);
+      const n = Math.max(64, Math.ceil(this.link.length * 1.5)); // 1.5x: less slack in a pool that ends up holding most of the counter
       this.link = grownI32(this.link, n);
       this.codes = grownI32(this.codes, n * CHUNK);
       this.times = grownF64(this.times, n * CHUNK);
