@@ -125,6 +125,8 @@ export class DetectWorker {
   async stop(): Promise<void> {
     await this.parse?.stop();
     await this.detect?.stop();
+    // An action still waiting for Redis would keep the process alive; its decision is replayed by the next owner.
+    this.actions.close();
     await this.sink.close().catch(() => undefined);
     await this.clickhouse.close().catch(() => undefined);
     this.redis.disconnect();
