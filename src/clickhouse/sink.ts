@@ -105,6 +105,8 @@ export class ClickhouseSink {
   private lastErr: SinkStatus['lastError'];
   private stopped = false;
   private readonly sleepers = new Set<() => void>();
+  /** Inserts in their retry loop (ClickHouse unreachable or refusing the query). */
+  private retryingStores = 0;
 
   constructor(
     private readonly client: ChClient,
@@ -124,6 +126,11 @@ export class ClickhouseSink {
   /** Rows not stored yet (queued or being inserted). */
   get buffered(): number {
     return this.bufferedRows;
+  }
+
+  /** True while an insert is being retried: a flush() now lasts until ClickHouse takes it. */
+  get retrying(): boolean {
+    return this.retryingStores > 0;
   }
 
   /** Queue rows for `table`. Never refuses: callers that must bound memory await whenRoom() first. */
@@ -265,30 +272,37 @@ export class ClickhouseSink {
   /** Stores the rows, retrying while ClickHouse is unavailable; isolates rows it refuses. Throws only SinkStoppedError. */
   private async store(table: string, rows: object[]): Promise<void> {
     const c = this.tableCounters(table);
-    for (let attempt = 0; ; attempt++) {
-      if (this.stopped) throw new SinkStoppedError();
-      const started = performance.now();
-      try {
-        await this.client.insert(table, rows);
-        c.insertSeconds += (performance.now() - started) / 1000;
-        c.rows += rows.length;
-        c.batches++;
-        if (rows.length > c.maxBatch) c.maxBatch = rows.length;
-        if (attempt > 0) this.o.log?.('info', 'clickhouse insert succeeded after retries', { table, attempts: attempt + 1 });
-        return;
-      } catch (raw) {
-        const err = classify(raw, `insert into ${table}`);
-        c.failures[err.kind]++;
-        this.lastErr = { kind: err.kind, ...(err.serverCode !== undefined ? { code: err.serverCode } : {}), message: redact(err.message), ts: this.o.now() };
-        if (err.kind === 'data') {
-          await this.isolate(table, rows, err);
+    let retrying = false;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (this.stopped) throw new SinkStoppedError();
+        const started = performance.now();
+        try {
+          await this.client.insert(table, rows);
+          c.insertSeconds += (performance.now() - started) / 1000;
+          c.rows += rows.length;
+          c.batches++;
+          if (rows.length > c.maxBatch) c.maxBatch = rows.length;
+          if (attempt > 0) this.o.log?.('info', 'clickhouse insert succeeded after retries', { table, attempts: attempt + 1 });
           return;
+        } catch (raw) {
+          const err = classify(raw, `insert into ${table}`);
+          c.failures[err.kind]++;
+          this.lastErr = { kind: err.kind, ...(err.serverCode !== undefined ? { code: err.serverCode } : {}), message: redact(err.message), ts: this.o.now() };
+          if (err.kind === 'data') {
+            await this.isolate(table, rows, err);
+            return;
+          }
+          c.retries++;
+          if (!retrying) this.retryingStores++;
+          retrying = true;
+          const delay = this.backoff(attempt);
+          if (attempt === 0 || attempt % 10 === 0) this.o.log?.('warn', 'clickhouse insert failed; retrying', { table, rows: rows.length, kind: err.kind, code: err.serverCode, attempt: attempt + 1, delayMs: delay });
+          await this.sleep(delay);
         }
-        c.retries++;
-        const delay = this.backoff(attempt);
-        if (attempt === 0 || attempt % 10 === 0) this.o.log?.('warn', 'clickhouse insert failed; retrying', { table, rows: rows.length, kind: err.kind, code: err.serverCode, attempt: attempt + 1, delayMs: delay });
-        await this.sleep(delay);
       }
+    } finally {
+      if (retrying) this.retryingStores--;
     }
   }
 

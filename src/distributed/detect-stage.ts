@@ -282,11 +282,21 @@ export class DetectStage {
     const t0 = this.now();
     this.lastCheckpoint = t0;
     if (!this.dirty) return;
+    if (!this.o.snapshots.reachable() || this.o.sink.retrying) {
+      // A checkpoint cannot complete without Redis (snapshots live there, queued actions wait for their
+      // lease) nor while ClickHouse refuses rows. Waiting for it inside a batch froze this stage for the
+      // whole outage: no detection, no lock, and no heartbeat (past the session timeout the group evicts
+      // it). Skipped, this stage goes on; the sink's bounded buffer pauses it, heartbeating, if ClickHouse
+      // stays away.
+      this.metrics.checkpointFailures++;
+      return;
+    }
     try {
       for (const ps of this.parts.values()) await ps.dp.drain();
       await this.sendHandOffs();
-      await this.o.actions.idle();
-      await this.o.sink.flush();
+      // Bounded for the same reason, should Redis or ClickHouse go away during the checkpoint.
+      await within(this.o.actions.idle(), CHECKPOINT_WAIT_MS, 'actions still running or waiting for Redis');
+      await within(this.o.sink.flush(), CHECKPOINT_WAIT_MS, 'ClickHouse has not stored the rows yet');
       const topic = this.o.cfg.kafka.topics.events;
       const parts = [...this.parts];
       if (parts.length > 0) await this.consumer.commitOffsets(parts.map(([partition, ps]) => ({ topic, partition, offset: String(ps.next) })));
@@ -317,6 +327,20 @@ export class DetectStage {
   private async syncSite(): Promise<void> {
     await this.o.sharedSite.add(this.o.site.learntDomains());
     await this.loadSharedSite();
+  }
+}
+
+/** How long a checkpoint waits for queued actions, then for ClickHouse, before it gives up (and is retried). */
+const CHECKPOINT_WAIT_MS = 10_000;
+
+/** Rejects when `p` has not settled within ms (p's own outcome is then ignored). */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  p.catch(() => undefined);
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} after ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
