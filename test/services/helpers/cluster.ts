@@ -21,6 +21,8 @@ export interface ClusterOptions {
   /** Extra config merged at the top level (policy, actions, site...). */
   extra?: Record<string, unknown>;
   snapshotIntervalMs?: number;
+  /** Merged into the clickhouse section; `url` also moves query() (a private server for outage tests). */
+  clickhouse?: { url?: string } & Record<string, unknown>;
 }
 
 export interface Proc {
@@ -56,7 +58,7 @@ export class Cluster {
         partitions: this.opts.partitions ?? 3,
         batchLines: 500,
       },
-      clickhouse: { url: CLICKHOUSE_URL, database: this.id, flushMs: 200 },
+      clickhouse: { url: CLICKHOUSE_URL, database: this.id, flushMs: 200, ...this.opts.clickhouse },
       redis: { url: this.opts.redisUrl ?? REDIS_URL, keyPrefix: `${this.id}:`, snapshotIntervalMs: this.opts.snapshotIntervalMs ?? 1000 },
       ship: { statePath: join(this.dir, `${name}-ship.json`), ...(ship.host ? { host: ship.host } : {}) },
       ...this.opts.extra,
@@ -95,7 +97,7 @@ export class Cluster {
 
   /** Rows of a query in this cluster's database (JSONEachRow). */
   async query<T = Record<string, unknown>>(sql: string): Promise<T[]> {
-    const url = `${CLICKHOUSE_URL}/?database=${encodeURIComponent(this.id)}`;
+    const url = `${this.opts.clickhouse?.url ?? CLICKHOUSE_URL}/?database=${encodeURIComponent(this.id)}`;
     const res = await fetch(url, { method: 'POST', body: `${sql} FORMAT JSONEachRow` });
     const text = await res.text();
     if (!res.ok) throw new Error(`ClickHouse: ${text.slice(0, 500)}`);
