@@ -81,21 +81,26 @@ function lineTime(line: string): number {
   return ts;
 }
 
-/** Append several hosts' lines as they would be written live: interleaved by time, a few minutes of log at a time. */
-async function appendInTimeOrder(files: [string, string[]][]): Promise<void> {
+/**
+ * Append several hosts' lines as they would be written live: interleaved by
+ * time. History goes ten minutes of log at a time; inside [fineFrom, fineTo)
+ * five seconds at a time with a pause, so each host's lines reach Kafka in
+ * about the order they were written (as with live MTAs), not a host ahead.
+ */
+async function appendInTimeOrder(files: [string, string[]][], fineFrom: number, fineTo: number): Promise<void> {
   const all = files.flatMap(([path, lines]) => lines.map((line) => ({ path, line, ts: lineTime(line) })));
   all.sort((a, b) => a.ts - b.ts);
-  const step = 10 * S.MIN;
   for (let i = 0; i < all.length; ) {
-    const end = all[i]!.ts + step;
+    const fine = all[i]!.ts >= fineFrom && all[i]!.ts < fineTo;
+    const end = all[i]!.ts + (fine ? 5000 : 10 * S.MIN);
     const byFile = new Map<string, string[]>();
-    for (; i < all.length && all[i]!.ts < end; i++) {
+    for (; i < all.length && all[i]!.ts < end && (fine || all[i]!.ts < fineFrom || all[i]!.ts >= fineTo); i++) {
       const list = byFile.get(all[i]!.path) ?? [];
       list.push(all[i]!.line);
       byFile.set(all[i]!.path, list);
     }
     for (const [path, lines] of byFile) appendFileSync(path, lines.join('\n') + '\n');
-    await new Promise((r) => setTimeout(r, 30));
+    await new Promise((r) => setTimeout(r, fine ? 250 : 20));
   }
 }
 
@@ -167,21 +172,27 @@ describe('floodgate ship → Kafka → floodgate detect → ClickHouse', () => {
     c.detect('w1', cfg1);
     c.ship('ship1', cfg1);
     c.ship('ship2', cfg2);
-    await appendInTimeOrder([
-      [f1, mta1.render()],
-      [f2, mta2.render()],
-    ]);
+    await appendInTimeOrder(
+      [
+        [f1, mta1.render()],
+        [f2, mta2.render()],
+      ],
+      EP - S.MIN,
+      EP + 10 * S.MIN,
+    );
 
     // The same findings as one standalone replay over both files together:
     // the same detectors on the same entities. (Times and scores may differ a
     // little: two hosts' lines reach Kafka in arrival order, replay merges
     // them by timestamp.)
-    const want = new Set((await replay(cfg1, [f1, f2])).findings.map((f) => `${f.detector}|${f.entity.id}`));
-    expect([...want].some((k) => k.endsWith(`|${victim}`))).toBe(true);
+    // Only the victim's findings are compared: a borderline finding on some
+    // other entity may tip either way with the hosts' arrival order.
+    const want = new Set((await replay(cfg1, [f1, f2])).findings.filter((f) => f.entity.id === victim).map((f) => f.detector));
+    expect(want.has('sender-mismatch')).toBe(true);
     await waitFor(
-      'the detectors and entities replay finds',
+      'the detectors replay finds on the victim',
       async () => {
-        const got = new Set((await storedFindings(c)).map((f) => `${f.detector}|${f.entity_id}`));
+        const got = new Set((await storedFindings(c)).filter((f) => f.entity_id === victim).map((f) => f.detector));
         return [...want].every((k) => got.has(k)) && [...got].every((k) => want.has(k)) ? true : undefined;
       },
       90_000,
@@ -200,9 +211,13 @@ describe('floodgate ship → Kafka → floodgate detect → ClickHouse', () => {
       const r = (await replay(cfg1, [alone])).findings.filter((f) => f.entity.id === victim && f.detector === 'sender-mismatch') as unknown as { window: { clientIps?: string[] } }[];
       expect(new Set(r.flatMap((f) => f.window.clientIps ?? [])).size).toBeLessThanOrEqual(1);
     }
-    // Decisions on the account match replay of both files.
+    // The account is locked, as replay of both files locks it, and nobody else is.
     const wantLocks = (await replay(cfg1, [f1, f2])).decisions.filter((d) => d.action === 'lock').map((d) => d.entity.id);
-    const locks = await c.query<{ account: string }>("SELECT account FROM decisions FINAL WHERE action = 'lock'");
+    expect(wantLocks).toEqual([victim]);
+    const locks = await waitFor('the lock', async () => {
+      const r = await c.query<{ account: string }>("SELECT account FROM decisions FINAL WHERE action = 'lock'");
+      return r.length > 0 ? r : undefined;
+    }, 30_000, () => c.logs());
     expect(locks.map((l) => l.account)).toEqual(wantLocks);
   }, 300_000);
 
