@@ -243,13 +243,24 @@ export class BenchDeployment {
 
   /** The child's /metrics as `name{labels}` → value. */
   async metrics(c: Child): Promise<Map<string, number>> {
-    const res = await fetch(`http://127.0.0.1:${c.metricsPort}/metrics`, { signal: AbortSignal.timeout(60_000) });
-    return parseMetrics(await res.text());
+    // A reused keep-alive connection that the server closes as the request goes out fails with ECONNRESET;
+    // a busy worker (event loop held for seconds by a big batch) makes that race likely: ask again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${c.metricsPort}/metrics`, { signal: AbortSignal.timeout(60_000) });
+        return parseMetrics(await res.text());
+      } catch (e) {
+        this.assertRunning();
+        if (attempt >= 3) throw new Error(`floodgate ${c.name} /metrics: ${causeOf(e)}`);
+      }
+    }
   }
 
   /** Rows of a query in this deployment's database (JSONEachRow). */
   async query<T = Record<string, unknown>>(sql: string): Promise<T[]> {
-    const res = await fetch(`${this.services.clickhouse}/?database=${encodeURIComponent(this.id)}`, { method: 'POST', body: `${sql} FORMAT JSONEachRow`, signal: AbortSignal.timeout(30_000) });
+    const res = await fetch(`${this.services.clickhouse}/?database=${encodeURIComponent(this.id)}`, { method: 'POST', body: `${sql} FORMAT JSONEachRow`, signal: AbortSignal.timeout(30_000) }).catch((e: unknown) => {
+      throw new Error(`ClickHouse at ${this.services.clickhouse}: ${causeOf(e)}`);
+    });
     const text = await res.text();
     if (!res.ok) throw new Error(`ClickHouse: ${text.slice(0, 300)}`);
     return text
@@ -305,6 +316,12 @@ export class BenchDeployment {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** fetch() says only "fetch failed"; the reason (ECONNREFUSED, timeout) is in its cause. */
+function causeOf(e: unknown): string {
+  const err = e as Error & { cause?: { code?: string; message?: string } };
+  return err.cause?.code ?? err.cause?.message ?? err.message;
 }
 
 /** Prometheus text → `name{labels}` (as written) → value. */
