@@ -28,9 +28,8 @@ export const kafkaSchema = z
     retentionHours: z.number().int().positive().default(72),
     /** Consumer group of `floodgate detect` workers. */
     groupId: z.string().min(1).default('floodgate-detect'),
-    /** Producer batching: lines per send and how long a partial batch may wait. */
+    /** Most lines per record on the lines topic (one follower batch; a partial batch is sent as soon as it is read). */
     batchLines: z.number().int().positive().max(100_000).default(2000),
-    lingerMs: z.number().int().nonnegative().max(10_000).default(50),
     /** gzip is built into kafkajs; none trades bandwidth for CPU. */
     compression: z.enum(['gzip', 'none']).default('gzip'),
     ssl: z.boolean().default(false),
@@ -78,8 +77,6 @@ export const shipSchema = z
     statePath: z.string().min(1).default('floodgate-ship.json'),
     /** Kafka key of this shipper's lines and host of lines that carry none; default: the machine's hostname. */
     host: z.string().min(1).max(253).optional(),
-    /** Lines read but not yet acknowledged by Kafka; reading stops beyond this (bounded memory while Kafka is down). */
-    maxInFlightLines: z.number().int().positive().default(50_000),
   })
   .strict();
 
