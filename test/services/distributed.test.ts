@@ -2,26 +2,16 @@
 // `floodgate ship` → Kafka → `floodgate detect` (parse, re-key, detect) →
 // ClickHouse, compared with what `floodgate replay` finds on the same files.
 import { appendFileSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as S from '../../bench/scenarios.js';
 import { appendSlowly, Cluster, findingKey, replay, waitFor } from './helpers/cluster.js';
 import { REPO_ROOT } from './helpers/services.js';
+import { freePort } from './redis-server.js';
 
 const DEMO = join(REPO_ROOT, 'demo', 'zimbra-day.log');
 const READ_TOKEN = 'read-token-for-tests-0123456789';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 const clusters: Cluster[] = [];
 afterAll(async () => {
   for (const c of clusters) await c.close();
