@@ -16,6 +16,7 @@ import { FloodgateError } from '../core/errors.js';
 import { Runner, type LogLevel, type RunLog } from '../run/runner.js';
 import { Store } from '../store/store.js';
 import { intArg, usageError, zoneArg } from './args.js';
+import { parseHostPort } from './listen-arg.js';
 import { dnsFromConfig } from './dns-hook.js';
 
 export const runHelp = `Usage: floodgate run --config F [options]
@@ -67,11 +68,6 @@ export function resolveTokens(cfg: FloodgateConfig): ApiToken[] {
   return out;
 }
 
-function parseListen(v: string): { host: string; port: number } {
-  const m = /^\[([0-9a-fA-F:]+)\]:(\d{1,5})$/.exec(v) ?? /^([^\s:]+):(\d{1,5})$/.exec(v);
-  if (!m || Number(m[2]) > 65535) throw usageError(`--listen must be host:port, e.g. 127.0.0.1:8025 (got '${v}')`);
-  return { host: m[1]!, port: Number(m[2]) };
-}
 
 export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -100,7 +96,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const checkpointMs = intArg('checkpoint-ms', values['checkpoint-ms'], 10, 3600_000);
   const pollMs = intArg('poll-ms', values['poll-ms'], 1, 60_000);
   const serveApi = !values.once && !values['no-api'];
-  const listen = parseListen(values.listen ?? cfg.api.listen);
+  const listen = parseHostPort('--listen', values.listen ?? cfg.api.listen);
   const tokens = serveApi ? resolveTokens(cfg) : [];
   const log = jsonLog(values.verbose);
 
