@@ -20,6 +20,7 @@
  * One insert at a time per table keeps each table's rows in order and lets
  * tables proceed independently.
  */
+import { Sleepers } from '../core/sleepers.js';
 import type { MetricFamily } from '../api/metrics.js';
 import { classify, type ChClient, type ClickhouseError } from './client.js';
 import { deadLetterRow } from './rows.js';
@@ -104,7 +105,7 @@ export class ClickhouseSink {
   private deadLetteredRows = 0;
   private lastErr: SinkStatus['lastError'];
   private stopped = false;
-  private readonly sleepers = new Set<() => void>();
+  private readonly sleepers = new Sleepers();
   /** Inserts in their retry loop (ClickHouse unreachable or refusing the query). */
   private retryingStores = 0;
 
@@ -183,7 +184,7 @@ export class ClickhouseSink {
       q.timer = undefined;
       for (const w of q.waiters.splice(0)) w.reject(new SinkStoppedError());
     }
-    for (const wake of [...this.sleepers]) wake();
+    this.sleepers.wakeAll();
     for (const r of this.roomWaiters.splice(0)) r();
   }
 
@@ -298,7 +299,7 @@ export class ClickhouseSink {
           retrying = true;
           const delay = this.backoff(attempt);
           if (attempt === 0 || attempt % 10 === 0) this.o.log?.('warn', 'clickhouse insert failed; retrying', { table, rows: rows.length, kind: err.kind, code: err.serverCode, attempt: attempt + 1, delayMs: delay });
-          await this.sleep(delay);
+          await this.sleepers.sleep(delay);
         }
       }
     } finally {
@@ -335,17 +336,6 @@ export class ClickhouseSink {
     return Math.round(cap / 2 + (this.o.random() * cap) / 2);
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(t);
-        this.sleepers.delete(wake);
-        resolve();
-      };
-      const t = setTimeout(wake, ms);
-      this.sleepers.add(wake);
-    });
-  }
 
   // ---- metrics ----
 

@@ -7,6 +7,7 @@
  * the lock budget is shared by all workers. Every action is recorded in
  * ClickHouse like standalone records it in its store.
  */
+import { Sleepers } from '../core/sleepers.js';
 import type { ActionRecord } from '../actions/index.js';
 import { actionRecordSchema } from '../actions/types.js';
 import type { ActionHook } from '../cli/actions-hook.js';
@@ -50,7 +51,7 @@ export class DistributedActions {
   private readonly o: DistributedActionsOptions;
   private readonly now: () => number;
   private closed = false;
-  private readonly sleepers = new Set<() => void>();
+  private readonly sleepers = new Sleepers();
 
   constructor(o: DistributedActionsOptions) {
     this.o = o;
@@ -78,7 +79,7 @@ export class DistributedActions {
   /** Stop waiting for Redis (worker shutdown): a queued action still waiting fails; the next owner's replay decides it again. */
   close(): void {
     this.closed = true;
-    for (const wake of [...this.sleepers]) wake();
+    this.sleepers.wakeAll();
   }
 
   /**
@@ -99,7 +100,7 @@ export class DistributedActions {
       } catch (e) {
         if (this.closed || !(e instanceof FloodgateError) || e.code !== 'FG_REDIS_UNAVAILABLE') throw e;
         if (attempt === 0) this.o.log.warn({ what, err: e.message }, 'redis unavailable; the action waits for it');
-        await this.sleep(Math.min(this.o.redisRetryMaxMs ?? 5000, 100 * 2 ** Math.min(attempt, 10)));
+        await this.sleepers.sleep(Math.min(this.o.redisRetryMaxMs ?? 5000, 100 * 2 ** Math.min(attempt, 10)));
       }
     }
   }
@@ -115,18 +116,6 @@ export class DistributedActions {
     const status = await this.untilRedis('reading a completed action', () => this.o.lease.status(episode));
     const kept = actionRecordSchema.array().safeParse((status?.record as { actions?: unknown } | undefined)?.actions);
     if (kept.success && kept.data.length > 0) this.o.sink.add('actions', kept.data.map(actionRow));
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(t);
-        this.sleepers.delete(wake);
-        resolve();
-      };
-      const t = setTimeout(wake, ms);
-      this.sleepers.add(wake);
-    });
   }
 
   private async run(d: Decision): Promise<void> {
