@@ -110,6 +110,37 @@ describe('policy', () => {
   });
 });
 
+describe('policy: what it keeps of a finding', () => {
+  const ev = (offset: number, ts: number, note?: string) => (note === undefined ? { file: 'mail.log', offset, ts } : { file: 'mail.log', offset, ts, note });
+
+  it('writes the summaries and evidence of earlier findings into a decision as they came, also after a snapshot', () => {
+    const feed = (p: Policy, restore: boolean) => {
+      p.onFinding(finding('k@example.com', 'login-anomaly', ['new-network'], 90, t0, { summary: 'k from a new network "ü" \u2028', evidence: [ev(1, t0 - 5000, 'first'), ev(2, t0 - 4000), ev(3, t0 - 3000, 'x'), ev(4, t0, 'newest')] }));
+      const q = restore ? policy() : p;
+      if (restore) q.restore(JSON.parse(JSON.stringify(p.snapshot())));
+      return q.onFinding(finding('k@example.com', 'send-flood', ['volume'], 90, t0 + 60_000, { evidence: [ev(9, t0 + 60_000, 'flood')] }))!;
+    };
+    for (const restore of [false, true]) {
+      const d = feed(policy(), restore);
+      expect(d.action).toBe('lock');
+      // the newest 3 of the first finding's evidence, then the second's
+      expect(d.evidence).toEqual([ev(2, t0 - 4000), ev(3, t0 - 3000, 'x'), ev(4, t0, 'newest'), ev(9, t0 + 60_000, 'flood')]);
+      expect(Object.keys(d.evidence[0]!)).toEqual(['file', 'offset', 'ts']);
+      expect(d.reasons).toContain('login-anomaly: k from a new network "ü" \u2028');
+    }
+  });
+
+  it('keeps evidence JSON cannot carry (NaN, -0, extra keys) exactly', () => {
+    const p = policy();
+    const odd = [{ file: 'mail.log', offset: 0, ts: Number.NaN }, { file: 'mail.log', offset: -0, ts: t0, extra: 1 } as unknown as Finding['evidence'][number]];
+    p.onFinding(finding('n@example.com', 'login-anomaly', ['new-network'], 90, t0, { evidence: odd }));
+    const d = p.onFinding(finding('n@example.com', 'send-flood', ['volume'], 90, t0 + 1000))!;
+    expect(d.evidence[0]!.ts).toBeNaN();
+    expect(Object.is(d.evidence[1]!.offset, -0)).toBe(true);
+    expect(d.evidence[1]).toHaveProperty('extra', 1);
+  });
+});
+
 describe('policy and operators', () => {
   it('never locks an account an operator already locked by hand', () => {
     const p = policy();

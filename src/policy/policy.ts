@@ -19,6 +19,7 @@
 import { parseCidrs } from '../detect/site.js';
 import { compromiseSignals, volumeSignals, type Finding, type Signal } from '../detect/finding.js';
 import type { PolicyConfig } from './config.js';
+import { own } from '../detect/windows.js';
 import ipaddr from 'ipaddr.js';
 
 function fmtDelay(ms: number): string {
@@ -48,7 +49,7 @@ export interface Decision {
   evidence: Finding['evidence'];
 }
 
-/** What the policy keeps of a finding: enough to score and explain, not the whole window. */
+/** A finding as snapshots hold it (and as the policy kept it before `Kept`). */
 interface FindingRef {
   ts: number;
   /** Its earliest evidence line (when what it reports began), at most ts. */
@@ -60,8 +61,92 @@ interface FindingRef {
   evidence: Finding['evidence'];
 }
 
+/** Evidence kept per finding (the newest). */
+const KEPT_EVIDENCE = 3;
+
+/**
+ * What the policy keeps of a finding: the numbers it scores on, and its text
+ * (summary and newest evidence) as one flat JSON string, read back only
+ * when a decision is written. With 100,000 accounts holding a finding each,
+ * an object per evidence line (its note a concatenated string) and a
+ * summary string tree per finding cost ~2 KB per account; one flat string
+ * is a third of that.
+ */
+class Kept {
+  constructor(
+    readonly ts: number,
+    /** Its earliest evidence line (when what it reports began), at most ts. */
+    readonly start: number,
+    readonly detector: string,
+    /** Shared between findings with the same signals (see sharedSignals); never mutated. */
+    readonly signals: readonly Signal[],
+    readonly score: number,
+    /** JSON of [summary, evidence] when that reads back identically (see textOf), else the two as they came. */
+    private readonly text: string | readonly [string, Finding['evidence']],
+  ) {}
+
+  static of(f: Finding, start: number): Kept {
+    return new Kept(f.ts, start, f.detector, sharedSignals(f.signals), f.score, textOf(f.summary, f.evidence.slice(-KEPT_EVIDENCE)));
+  }
+
+  static fromRef(r: FindingRef): Kept {
+    return new Kept(r.ts, r.start ?? r.ts, r.detector, sharedSignals(r.signals), r.score, textOf(r.summary, r.evidence));
+  }
+
+  private parts(): readonly [string, Finding['evidence']] {
+    return typeof this.text === 'string' ? (JSON.parse(this.text) as [string, Finding['evidence']]) : this.text;
+  }
+
+  get summary(): string {
+    return this.parts()[0];
+  }
+
+  /** A fresh copy of its evidence. */
+  get evidence(): Finding['evidence'] {
+    return typeof this.text === 'string' ? this.parts()[1] : this.text[1].map((e) => ({ ...e }));
+  }
+
+  ref(): FindingRef {
+    const [summary, evidence] = this.parts();
+    return { ts: this.ts, start: this.start, detector: this.detector, signals: [...this.signals], score: this.score, summary, evidence };
+  }
+}
+
+/**
+ * The text of a finding as one JSON string, when parsing it gives back the
+ * same values: evidence of {file, offset, ts, note?} with finite numbers
+ * (JSON has no NaN, Infinity or -0) and no other keys. Anything else is kept
+ * as it came (never seen from the detectors; kept exact all the same).
+ */
+function textOf(summary: string, evidence: Finding['evidence']): string | readonly [string, Finding['evidence']] {
+  for (const e of evidence) {
+    for (const k in e) if (k !== 'file' && k !== 'offset' && k !== 'ts' && k !== 'note') return [summary, evidence];
+    if (typeof e.file !== 'string' || !jsonNumber(e.offset) || !jsonNumber(e.ts)) return [summary, evidence];
+    if ('note' in e && typeof e.note !== 'string') return [summary, evidence];
+  }
+  return JSON.stringify([summary, evidence]);
+}
+
+function jsonNumber(n: unknown): boolean {
+  return typeof n === 'number' && Number.isFinite(n) && !Object.is(n, -0);
+}
+
+/** One array per distinct list of signals (a handful exist), not one per finding. */
+const signalLists = new Map<string, readonly Signal[]>();
+const MAX_SIGNAL_LISTS = 1024;
+
+function sharedSignals(signals: readonly Signal[]): readonly Signal[] {
+  const k = signals.join(',');
+  let l = signalLists.get(k);
+  if (l === undefined) {
+    l = [...signals];
+    if (signalLists.size < MAX_SIGNAL_LISTS) signalLists.set(k, l);
+  }
+  return l;
+}
+
 interface EntityState {
-  findings: FindingRef[];
+  findings: Kept[];
   locked: boolean;
   lastAlertTs: number;
   lastAction: DecisionAction;
@@ -89,7 +174,8 @@ export class Policy {
   onFinding(f: Finding): Decision | undefined {
     const account = f.entity.kind === 'account' ? f.entity.id.toLowerCase() : f.account?.toLowerCase();
     const entity = account !== undefined ? { kind: 'account' as const, id: account } : { kind: 'ip' as const, id: f.entity.id };
-    const key = `${entity.kind}:${entity.id}`;
+    // flat, owned: a cons of a view into the log line would keep the line as long as the entity
+    const key = own(`${entity.kind}:${entity.id}`);
     let st = this.entities.get(key);
     if (!st) {
       st = { findings: [], locked: false, lastAlertTs: -Infinity, lastAction: 'none' };
@@ -104,7 +190,7 @@ export class Policy {
     st.findings = st.findings.filter((x) => x.ts >= since);
     let start = f.ts;
     for (const e of f.evidence) if (e.ts < start) start = e.ts;
-    st.findings.push({ ts: f.ts, start, detector: f.detector, signals: f.signals, score: f.score, summary: f.summary, evidence: f.evidence.slice(-3) });
+    st.findings.push(Kept.of(f, start));
     if (st.findings.length > MAX_FINDINGS_PER_ENTITY) st.findings.shift();
 
     const { score, signalsSeen, detectors, pair } = this.risk(st.findings);
@@ -114,6 +200,7 @@ export class Policy {
     for (const x of st.findings) if (x.ts > now) now = x.ts;
     const reasons: string[] = [];
     const ip = f.ip ?? (f.entity.kind === 'ip' ? f.entity.id : undefined);
+    const findings = st.findings;
     const base = {
       type: 'decision' as const,
       ...(account !== undefined ? { account } : {}),
@@ -123,15 +210,16 @@ export class Policy {
       ts: now,
       detectors,
       signals: signalsSeen,
-      evidence: st.findings.flatMap((x) => x.evidence).slice(-10),
     };
+    // read back from the kept text only when a decision is written
+    const evidence = (): Finding['evidence'] => findings.flatMap((x) => x.evidence).slice(-10);
 
     const allowed = this.allowlisted(account, ip);
     if (allowed) {
       // Recorded once per cooldown so the audit shows what was ignored and why.
       if (now - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
       st.lastAlertTs = now;
-      return { ...base, action: 'none', hold: false, reasons: [`allowlisted (${allowed})`, ...this.describe(st.findings)] };
+      return { ...base, evidence: evidence(), action: 'none', hold: false, reasons: [`allowlisted (${allowed})`, ...this.describe(st.findings)] };
     }
 
     // Signal weights are an account's risk. An IP is never locked: it is
@@ -175,7 +263,7 @@ export class Policy {
     st.lastAction = action;
     if (pair !== undefined && entity.kind === 'account') reasons.push(pair);
     reasons.push(...this.describe(st.findings));
-    return { ...base, action, hold: action === 'lock' && this.cfg.holdOnLock, reasons };
+    return { ...base, evidence: evidence(), action, hold: action === 'lock' && this.cfg.holdOnLock, reasons };
   }
 
   /** An operator unlocked the account: it may be locked again on new evidence. */
@@ -207,7 +295,7 @@ export class Policy {
    * or the corroborated pair's combined score when that is higher (then
    * `pair` says which findings and why).
    */
-  private risk(findings: FindingRef[]): { score: number; signalsSeen: Signal[]; detectors: string[]; pair?: string } {
+  private risk(findings: readonly Kept[]): { score: number; signalsSeen: Signal[]; detectors: string[]; pair?: string } {
     const best = new Map<Signal, number>();
     const detectors = new Set<string>();
     for (const f of findings) {
@@ -235,16 +323,16 @@ export class Policy {
    * is the owner's, and its later re-reports say nothing about the intruder).
    * Findings per account are few (≤ MAX_FINDINGS_PER_ENTITY): pairs are cheap.
    */
-  private bestPair(findings: FindingRef[]): { score: number; compromise: FindingRef; volume: FindingRef; signal: Signal } | undefined {
+  private bestPair(findings: readonly Kept[]): { score: number; compromise: Kept; volume: Kept; signal: Signal } | undefined {
     const c = this.cfg.corroboration;
     if (!c.enabled || c.signals.length === 0) return undefined;
     let firstVolume = Infinity;
     for (const v of findings) if (v.ts < firstVolume && v.signals.some((s) => volumeSignals.has(s))) firstVolume = v.ts;
     if (firstVolume === Infinity) return undefined;
-    let out: { score: number; compromise: FindingRef; volume: FindingRef; signal: Signal } | undefined;
+    let out: { score: number; compromise: Kept; volume: Kept; signal: Signal } | undefined;
     for (const a of findings) {
       // the compromise began at its earliest evidence (the first forged message, the first login from the new network)
-      if (a.score < c.minScore || firstVolume < (a.start ?? a.ts)) continue;
+      if (a.score < c.minScore || firstVolume < a.start) continue;
       const signal = a.signals.find((s) => c.signals.includes(s));
       if (signal === undefined) continue;
       for (const v of findings) {
@@ -256,7 +344,7 @@ export class Policy {
     return out;
   }
 
-  private describe(findings: FindingRef[]): string[] {
+  private describe(findings: readonly Kept[]): string[] {
     const seen = new Set<string>();
     const out: string[] = [];
     for (let i = findings.length - 1; i >= 0 && out.length < 6; i--) {
@@ -289,14 +377,16 @@ export class Policy {
     return undefined;
   }
 
+  /** Plain JSON; findings in full (FindingRef), as before they were kept compactly. */
   snapshot(): unknown {
-    return { entities: [...this.entities], lockTimes: this.lockTimes };
+    const entities = [...this.entities].map(([k, st]) => [k, { ...st, findings: st.findings.map((f) => f.ref()) }]);
+    return { entities, lockTimes: this.lockTimes };
   }
 
   restore(s: unknown): void {
-    const d = s as { entities: [string, EntityState][]; lockTimes: number[] };
+    const d = s as { entities: [string, Omit<EntityState, 'findings'> & { findings: FindingRef[] }][]; lockTimes: number[] };
     this.entities.clear();
-    for (const [k, v] of d.entities) this.entities.set(k, { ...v, lastAlertTs: v.lastAlertTs ?? -Infinity });
+    for (const [k, v] of d.entities) this.entities.set(k, { ...v, findings: v.findings.map((f) => Kept.fromRef(f)), lastAlertTs: v.lastAlertTs ?? -Infinity });
     this.lockTimes = d.lockTimes;
   }
 }
