@@ -50,9 +50,11 @@ export const clickhouseSchema = z
     database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain identifier').default('floodgate'),
     username: z.string().min(1).default('default'),
     passwordEnv: z.string().min(1).optional(),
-    /** Rows per insert and the longest a partial batch waits. */
+    /** Rows per insert and the longest a partial batch of events or messages waits (bigger, rarer inserts cost ClickHouse less). */
     batchRows: z.number().int().positive().max(1_000_000).default(5000),
     flushMs: z.number().int().positive().max(60_000).default(1000),
+    /** The longest findings, decisions and actions wait: few rows, and what an operator waits to see. */
+    urgentFlushMs: z.number().int().nonnegative().max(60_000).default(100),
     /** Rows held while ClickHouse is down; beyond this the consumer pauses (no loss, bounded memory). */
     maxBufferedRows: z.number().int().positive().default(200_000),
     /** Rows older than this are dropped by a table TTL. */

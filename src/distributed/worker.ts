@@ -67,6 +67,7 @@ export class DetectWorker {
     this.sink = new ClickhouseSink(this.clickhouse, {
       batchRows: cfg.clickhouse.batchRows,
       flushMs: cfg.clickhouse.flushMs,
+      tableFlushMs: { findings: cfg.clickhouse.urgentFlushMs, decisions: cfg.clickhouse.urgentFlushMs, actions: cfg.clickhouse.urgentFlushMs },
       maxBufferedRows: cfg.clickhouse.maxBufferedRows,
       log: (level, msg, fields) => o.log[level]({ component: 'clickhouse', ...fields }, msg),
     });
