@@ -60,6 +60,8 @@ export interface ParseStageOptions {
   /** Stable per worker: the transactional id derives from it, so a restarted worker fences its dead predecessor at once. */
   workerId: string;
   eventPartitions: number;
+  /** Most bytes of lines records taken per partition and fetch (default 256 KiB; a record bigger than that still comes whole). */
+  fetchBytesPerPartition?: number;
   now?: () => number;
 }
 
@@ -75,12 +77,26 @@ export class ParseStage {
   private readonly groupId: string;
   private readonly parts = new Map<number, PartState>();
   private readonly now: () => number;
+  private readonly partitionCache = new Map<string, number>();
 
   constructor(o: ParseStageOptions) {
     this.o = o;
     this.now = o.now ?? Date.now;
     this.groupId = `${o.cfg.kafka.groupId}-parse`;
-    this.consumer = o.kafka.consumer({ groupId: this.groupId, sessionTimeout: 30_000, heartbeatInterval: 3000, maxBytesPerPartition: 8 << 20, readUncommitted: false });
+    this.consumer = o.kafka.consumer({
+      groupId: this.groupId,
+      sessionTimeout: 30_000,
+      heartbeatInterval: 3000,
+      // A batch is parsed without yielding, and the detect stage shares this event loop: 8 MiB of gzipped lines
+      // (some 300,000) held it for seconds. 256 KiB is about 10,000 lines, a few hundred ms at most.
+      maxBytesPerPartition: o.fetchBytesPerPartition ?? 256 << 10,
+      // Each batch is a transaction (several requests and a marker per partition written by the broker): at a
+      // steady trickle a fetch per shipper send made dozens a second, a good part of the broker's CPU. The
+      // broker holds the fetch until FETCH_MIN_BYTES are there or FETCH_WAIT_MS passed.
+      minBytes: FETCH_MIN_BYTES,
+      maxWaitTimeInMs: FETCH_WAIT_MS,
+      readUncommitted: false,
+    });
     this.producer = this.createProducer();
     this.admin = o.kafka.admin();
   }
@@ -258,10 +274,22 @@ export class ParseStage {
     if (this.now() - ps.lastSnapshotAt >= this.o.cfg.redis.snapshotIntervalMs) await this.checkpoint(partition, ps);
   }
 
+  /** The events partition of a route; murmur2 in JS per item was a few % of the worker's CPU, and keys repeat. */
+  private partitionOf(route: RoutedItem['route']): number {
+    const key = routeKey(route);
+    let p = this.partitionCache.get(key);
+    if (p === undefined) {
+      if (this.partitionCache.size >= PARTITION_CACHE_KEYS) this.partitionCache.clear();
+      p = partitionFor(key, this.o.eventPartitions);
+      this.partitionCache.set(key, p);
+    }
+    return p;
+  }
+
   private async commit(topic: string, partition: number, next: bigint, outputs: RoutedItem[], dead: { value: Buffer }[]): Promise<void> {
     const byPartition = new Map<number, RoutedItem[]>();
     for (const it of outputs) {
-      const p = partitionFor(routeKey(it.route), this.o.eventPartitions);
+      const p = this.partitionOf(it.route);
       let list = byPartition.get(p);
       if (!list) byPartition.set(p, (list = []));
       list.push(it);
@@ -308,6 +336,12 @@ export class ParseStage {
     }
   }
 }
+
+/** Fetch tuning of the lines consumer (see the constructor): at most this much added latency per batch. */
+const FETCH_WAIT_MS = 50;
+const FETCH_MIN_BYTES = 64 << 10;
+/** Route keys whose partition is remembered (cleared when full: a cache, not a bound on anything). */
+const PARTITION_CACHE_KEYS = 100_000;
 
 /**
  * kafkajs stops a consumer for good when eachBatch throws an error it deems
