@@ -89,6 +89,8 @@ export class DetectStage {
   private timer: NodeJS.Timeout | undefined;
   private dirty = false;
   private outgoing: { partition: number; item: RoutedItem }[] = [];
+  /** The hand-off send in flight, if any (see kickHandOffs). */
+  private handOffSend: Promise<void> | undefined;
   private readonly producer: Producer;
 
   constructor(o: DetectStageOptions) {
@@ -174,7 +176,32 @@ export class DetectStage {
     this.outgoing.push({ partition: to, item: { route: h.route, primary: false, handOff: { detector: h.detector, data: h.data } } });
   }
 
-  /** Produce buffered hand-offs; a checkpoint waits for this before it commits offsets. */
+  /**
+   * Start sending the queued hand-offs unless a send is in flight; that one
+   * starts the next when it succeeds. Not awaited by the batch: a produce
+   * round trip per partition batch held the stage (and every partition after
+   * it) for the broker's acknowledgement. A failed send keeps its hand-offs
+   * queued for the next batch or the checkpoint.
+   */
+  private kickHandOffs(): void {
+    if (this.handOffSend !== undefined || this.outgoing.length === 0) return;
+    let ok = false;
+    this.handOffSend = this.sendHandOffs()
+      .then(() => void (ok = true))
+      .catch((e: unknown) => this.o.log.warn({ stage: 'detect', err: (e as Error).message }, 'hand-offs not sent; retried with the next batch or at the checkpoint'))
+      .finally(() => {
+        this.handOffSend = undefined;
+        if (ok) this.kickHandOffs();
+      });
+  }
+
+  /** Every hand-off queued so far acknowledged by the broker (a checkpoint needs that before it commits offsets). */
+  private async handOffsSent(): Promise<void> {
+    while (this.handOffSend !== undefined) await this.handOffSend;
+    await this.sendHandOffs();
+  }
+
+  /** Produce buffered hand-offs. */
   private async sendHandOffs(): Promise<void> {
     if (this.outgoing.length === 0) return;
     const batch = this.outgoing;
@@ -270,9 +297,9 @@ export class DetectStage {
     this.metrics.lag.set(partition, Math.max(0, Number(BigInt(batch.highWatermark) - ps.next)));
     // Hand-offs go after each batch, not only at the checkpoint: a finding that crosses partitions (a
     // cleartext login judged in the IP's, reported in the account's) waited up to redis.snapshotIntervalMs
-    // for it (p50 4.5 s against 1.3 s in the Kafka bench at 3,000 lines/s). A failed send stays queued
-    // and the checkpoint, which must send them before it commits, retries it.
-    if (this.outgoing.length > 0) await this.sendHandOffs().catch((e: unknown) => this.o.log.warn({ stage: 'detect', err: (e as Error).message }, 'hand-offs not sent; retried at the checkpoint'));
+    // for it (p50 4.5 s against 1.3 s in the Kafka bench at 3,000 lines/s). The checkpoint, which must
+    // have them sent before it commits, waits for them and retries a failed send.
+    this.kickHandOffs();
     await heartbeat();
     if (this.now() - this.lastCheckpoint >= this.o.cfg.redis.snapshotIntervalMs) await this.checkpoint();
   }
@@ -293,7 +320,7 @@ export class DetectStage {
     }
     try {
       for (const ps of this.parts.values()) await ps.dp.drain();
-      await this.sendHandOffs();
+      await this.handOffsSent();
       // Bounded for the same reason, should Redis or ClickHouse go away during the checkpoint.
       await within(this.o.actions.idle(), CHECKPOINT_WAIT_MS, 'actions still running or waiting for Redis');
       await within(this.o.sink.flush(), CHECKPOINT_WAIT_MS, 'ClickHouse has not stored the rows yet');
