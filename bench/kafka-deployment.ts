@@ -85,8 +85,9 @@ export interface DeploymentSettings {
   /** kafka.batchLines: most lines per follower batch, i.e. per Kafka record. */
   batchLines: number;
   compression: 'gzip' | 'none';
-  /** clickhouse.flushMs / batchRows. */
+  /** clickhouse.flushMs / batchRows (events and messages), urgentFlushMs (findings, decisions, actions). */
   flushMs: number;
+  urgentFlushMs: number;
   batchRows: number;
   /** redis.snapshotIntervalMs: detect checkpoints (ClickHouse flush, offset commit, state save). */
   snapshotIntervalMs: number;
@@ -157,7 +158,7 @@ export class BenchDeployment {
         batchLines: s.batchLines,
         compression: s.compression,
       },
-      clickhouse: { url: this.services.clickhouse, database: this.id, flushMs: s.flushMs, batchRows: s.batchRows },
+      clickhouse: { url: this.services.clickhouse, database: this.id, flushMs: s.flushMs, urgentFlushMs: s.urgentFlushMs, batchRows: s.batchRows },
       redis: { url: this.services.redis, keyPrefix: `${this.id}:`, snapshotIntervalMs: s.snapshotIntervalMs },
       ship: { statePath: join(this.dir, 'ship-state.json'), host: s.shipHost },
     };
