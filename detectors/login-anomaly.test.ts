@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { findingSchema, type Finding } from '../src/detect/finding.js';
 import type { SiteConfig } from '../src/detect/site.js';
 import { at, detectText } from '../test/helpers/detect.js';
-import { loginAnomalyDetector } from './login-anomaly.js';
+import { networkOf } from '../src/detect/site.js';
+import { ipv4NetworkCodec, loginAnomalyDetector } from './login-anomaly.js';
 
 const MIN = 60;
 const H = 3600;
@@ -117,5 +118,23 @@ describe('login-anomaly', () => {
       lines.push(dovecotLogin(3 * H + i * 10 + 2, 'rita@example.com', '::1'));
     }
     expect(run(lines, {}, { mailHosts: ['10.0.0.0/24'] })).toEqual([]);
+  });
+});
+
+describe('login-anomaly: IPv4 networks as numbers', () => {
+  it('codes exactly the networks networkOf writes for IPv4, and decodes them back', () => {
+    for (const ip of ['0.0.0.1', '10.0.0.7', '192.168.1.200', '255.255.255.255', '9.99.100.1']) {
+      const net = networkOf(ip);
+      const c = ipv4NetworkCodec.encode(net);
+      expect(c).toBeGreaterThanOrEqual(0);
+      expect(ipv4NetworkCodec.decode(c)).toBe(net);
+    }
+    for (let c = 0; c < 1 << 24; c += 4099) expect(ipv4NetworkCodec.encode(ipv4NetworkCodec.decode(c))).toBe(c);
+  });
+
+  it('gives no code to anything else (it stays a string: distinct values never share a code)', () => {
+    for (const v of [networkOf('2001:db8::1'), '01.2.3.0/24', '1.2.03.0/24', '256.1.1.0/24', '1.2.3.0/25', '1.2.3.1/24', '1.2.3.4.0/24', '1.2.0/24', '1..3.0/24', '1.2.3.0/24 ', 'a.b.c.0/24', '1234.1.1.0/24', '']) {
+      expect(ipv4NetworkCodec.encode(v)).toBe(-1);
+    }
   });
 });

@@ -25,6 +25,7 @@ import type { Source } from '../src/core/record.js';
 import type { Event } from '../src/core/events.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
 import { networkOf } from '../src/detect/site.js';
+import type { ValueCodec } from '../src/detect/windows.js';
 import { clampScore, evidence, fmtDuration, normAccount, passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 
@@ -67,6 +68,38 @@ const SAMPLE_FIELDS = 'snnssn';
 const MAX_SAMPLES = 8;
 type SampleRows = (string | number)[][];
 
+/**
+ * IPv4 /24 networks as networkOf writes them (`a.b.c.0/24`, octets in
+ * decimal without leading zeros) ⇄ a·2^16 + b·2^8 + c. Anything else (IPv6,
+ * a name) has no code and stays a string. The distinct networks of 100,000
+ * accounts are up to a million: as numbers they hold no strings.
+ */
+export const ipv4NetworkCodec: ValueCodec = {
+  encode(v: string): number {
+    const n = v.length;
+    if (n < 10 || n > 16 || !v.endsWith('.0/24')) return -1;
+    let code = 0;
+    let i = 0;
+    for (let octet = 0; octet < 3; octet++) {
+      const from = i;
+      let x = 0;
+      for (; i < n; i++) {
+        const c = v.charCodeAt(i) - 48;
+        if (c < 0 || c > 9) break;
+        x = x * 10 + c;
+      }
+      const digits = i - from;
+      if (digits === 0 || digits > 3 || (digits > 1 && v.charCodeAt(from) === 48) || x > 255 || v.charCodeAt(i) !== 46) return -1;
+      i++; // the dot
+      code = code * 256 + x;
+    }
+    return i === n - 4 ? code : -1; // then exactly `0/24`
+  },
+  decode(c: number): string {
+    return `${c >>> 16}.${(c >>> 8) & 255}.${c & 255}.0/24`;
+  },
+};
+
 function noteOf(account: string, ip: string, protocol: string, sending: boolean): string {
   const how = sending ? `sent mail (SMTP AUTH, ${protocol})` : `logged in (${protocol})`;
   return `${account} ${how} from ${ip} (${networkOf(ip)})`;
@@ -96,7 +129,7 @@ export const loginAnomalyDetector = defineDetector({
   messages: false,
   create(cfg, { store, site, emit, owner }) {
     const maxKeys = cfg.maxKeys;
-    const recentNets = store.distinct('networks', { windowMs: cfg.networksWindowMs, maxKeys, maxPerKey: Math.max(32, cfg.minNetworks * 4) });
+    const recentNets = store.distinct('networks', { windowMs: cfg.networksWindowMs, maxKeys, maxPerKey: Math.max(32, cfg.minNetworks * 4), codec: ipv4NetworkCodec });
     const netEv = store.samples('network-evidence', { ttlMs: cfg.networksWindowMs, maxKeys, size: MAX_SAMPLES, fields: SAMPLE_FIELDS, keep: 'first-and-newest' });
     const row: (string | number)[] = ['', 0, 0, '', '', 0]; // reused: no allocation per login
     // only counted and tested, never listed: hashes, not the networks (30 days of them per account)

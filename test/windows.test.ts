@@ -279,6 +279,42 @@ describe('compact layout', () => {
     expect(h.has('k', 'd.example', t0 + 5)).toBe(false);
     expect(() => h.values('k', t0)).toThrow(/keepValues/);
   });
+
+  it('with a codec holds coded values as numbers (no string), others as strings, the same to every caller and snapshot', () => {
+    // codes for `n<digits>` without leading zeros; anything else stays a string
+    const codec = { encode: (v: string) => (/^n(0|[1-9]\d{0,5})$/.test(v) ? Number(v.slice(1)) : -1), decode: (c: number) => `n${c}` };
+    const make = () => {
+      const store = new WindowStore();
+      return { store, d: store.scope('x').distinct('d', { windowMs: 60_000, maxKeys: 10, maxPerKey: 40, codec }) };
+    };
+    const a = make();
+    const plain = new DistinctCounter({ windowMs: 60_000, maxKeys: 10, maxPerKey: 40 });
+    // 30 values: past the small form and back, mixed coded and not
+    const vals = Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? `s${i}` : `n${i}`));
+    for (let i = 0; i < 30; i++) {
+      expect(a.d.add('k', vals[i]!, t0 + i * 1000)).toEqual(plain.add('k', vals[i]!, t0 + i * 1000));
+    }
+    expect(a.d.add('k', 'n4', t0 + 30_000)).toEqual(plain.add('k', 'n4', t0 + 30_000));
+    expect(a.d.add('k', 'n04', t0 + 30_000)).toEqual(plain.add('k', 'n04', t0 + 30_000)); // not coded: a different value
+    expect(a.store.strings.size).toBe(1 + 10 + 1); // the key, s0..s27, n04
+    expect(a.d.values('k', t0 + 30_000)).toEqual(plain.values('k', t0 + 30_000));
+    expect(a.d.has('k', 'n7', t0 + 30_000)).toBe(true);
+    expect(a.d.has('k', 'n99', t0 + 30_000)).toBe(false);
+    // the snapshot lists the values as strings, as without a codec
+    const snap = JSON.parse(JSON.stringify(a.store.snapshot())) as Record<string, unknown>;
+    expect((snap['x.d'] as { m: unknown[][] }).m[0]).toContain('n4');
+    const b = make();
+    b.store.restore(snap);
+    expect(b.d.values('k', t0 + 30_000)).toEqual(plain.values('k', t0 + 30_000));
+    expect(b.store.strings.size).toBe(a.store.strings.size);
+    // expiry lets the strings go, codes held nothing
+    for (const x of [a, b]) {
+      expect(x.d.values('k', t0 + 88_000)).toEqual(plain.values('k', t0 + 88_000));
+      expect(x.store.strings.size).toBe(1 + 1); // the key, n04
+      expect(x.d.count('k', t0 + 200_000)).toBe(0);
+      expect(x.store.strings.size).toBe(1);
+    }
+  });
 });
 
 describe('Samples', () => {

@@ -590,6 +590,22 @@ export interface DistinctCounterOptions extends Bounds {
    * rate): for counters that only count and test membership.
    */
   keepValues?: boolean;
+  /**
+   * Kept values that have a small number form (an IPv4 /24 network, say):
+   * held as that number instead of a string in the StringTable (~100 bytes
+   * less per value). Values it gives no code keep the string form.
+   */
+  codec?: ValueCodec;
+}
+
+/**
+ * A one-to-one number form for some strings: encode(v) is a code in
+ * [0, 2^30) for the strings it knows, -1 for the others, and
+ * decode(encode(v)) === v. Two different strings never share a code.
+ */
+export interface ValueCodec {
+  encode(value: string): number;
+  decode(code: number): string;
 }
 
 /** Largest set kept in chunks; past it a key's set is a Map. */
@@ -638,6 +654,7 @@ class Chunks {
  */
 export class DistinctCounter extends Keyed {
   private readonly keep: boolean;
+  private readonly codec: ValueCodec | undefined;
   private readonly chunks = new Chunks();
   /** values held (small form) */
   private len = new Int32Array(0);
@@ -657,6 +674,7 @@ export class DistinctCounter extends Keyed {
   ) {
     super(table, opts.maxKeys, opts.windowMs);
     this.keep = opts.keepValues ?? true;
+    this.codec = this.keep ? opts.codec : undefined;
   }
 
   protected grow(cap: number): void {
@@ -672,13 +690,13 @@ export class DistinctCounter extends Keyed {
 
   protected drop(s: number): void {
     if (this.first[s] === BIG) {
-      if (this.keep) for (const code of this.big.get(s)!.keys()) this.table.release(code);
+      if (this.keep) for (const code of this.big.get(s)!.keys()) this.release(code);
       this.big.delete(s);
     } else {
       const ch = this.chunks;
       let n = this.len[s]!;
       for (let c = this.first[s]!; c >= 0; c = ch.link[c]!) {
-        if (this.keep) for (let i = c * CHUNK, e = i + Math.min(n, CHUNK); i < e; i++) this.table.release(ch.codes[i]!);
+        if (this.keep) for (let i = c * CHUNK, e = i + Math.min(n, CHUNK); i < e; i++) this.release(ch.codes[i]!);
         n -= CHUNK;
         ch.free(c);
       }
@@ -687,9 +705,28 @@ export class DistinctCounter extends Keyed {
     this.len[s] = 0;
   }
 
-  /** The code of value if it may be in some set (-1 with kept values: certainly in none). */
+  /**
+   * The code of value if it may be in some set (-1 with kept values:
+   * certainly in none). Kept values: a StringTable id (≥ 0), or -2 - the
+   * codec's code (≤ -2), which holds no string.
+   */
   private codeOf(value: string): number {
-    return this.keep ? this.table.find(value) : hash32(value);
+    if (!this.keep) return hash32(value);
+    if (this.codec !== undefined) {
+      const c = this.codec.encode(value);
+      if (c >= 0) return -2 - c;
+    }
+    return this.table.find(value);
+  }
+
+  /** The value of a kept code. */
+  private value(code: number): string {
+    return code >= 0 ? this.table.str(code) : this.codec!.decode(-2 - code);
+  }
+
+  /** Let go of the string a kept code holds (a codec's code holds none). */
+  private release(code: number): void {
+    if (code >= 0) this.table.release(code);
   }
 
   /** Record `value` for key at `ts`; returns whether it was new within the window, and the distinct count. */
@@ -755,7 +792,7 @@ export class DistinctCounter extends Keyed {
     if (s < 0) return [];
     this.prune(s, ts);
     const out: string[] = [];
-    this.each(s, (code) => out.push(this.table.str(code)));
+    this.each(s, (code) => out.push(this.value(code)));
     return out;
   }
 
@@ -788,7 +825,7 @@ export class DistinctCounter extends Keyed {
 
   /** Take the reference a set entry holds (kept values); returns the code to store. */
   private hold(code: number, value: string): number {
-    if (!this.keep) return code;
+    if (!this.keep || code < -1) return code;
     if (code === -1) return this.table.acquire(value);
     this.table.ref(code);
     return code;
@@ -902,7 +939,7 @@ export class DistinctCounter extends Keyed {
       for (const [code, seen] of m) {
         if (seen >= limit) break; // insertion order = last-seen order
         m.delete(code);
-        if (this.keep) this.table.release(code);
+        if (this.keep) this.release(code);
       }
       if (m.size <= SMALL / 2) this.fromBig(s, m);
     } else {
@@ -912,7 +949,7 @@ export class DistinctCounter extends Keyed {
         const n = this.gather(s);
         let j = 0;
         while (j < n && this.st[j]! < limit) j++;
-        if (this.keep) for (let i = 0; i < j; i++) this.table.release(this.sc[i]!);
+        if (this.keep) for (let i = 0; i < j; i++) this.release(this.sc[i]!);
         this.scatter(s, j, n - j);
       }
     }
@@ -930,7 +967,7 @@ export class DistinctCounter extends Keyed {
   /** Row: capped (0/1), newest last-seen, then value and last seen per value, oldest first. */
   protected row(s: number, base: number): unknown[] {
     const r: unknown[] = [this.capped[s]!, this.last[s]! - base];
-    this.each(s, (code, seen) => r.push(this.keep ? this.table.str(code) : code, seen - base));
+    this.each(s, (code, seen) => r.push(this.keep ? this.value(code) : code, seen - base));
     return r;
   }
 
@@ -958,7 +995,7 @@ export class DistinctCounter extends Keyed {
     this.first[s] = -1;
     this.capped[s] = capped ? 1 : 0;
     this.last[s] = last;
-    const codes = entries.map(([v]) => (!this.keep ? (typeof v === 'number' ? v : hash32(v)) : this.table.acquire(String(v))));
+    const codes = entries.map(([v]) => (!this.keep ? (typeof v === 'number' ? v : hash32(v)) : this.hold(this.codeOf(String(v)), String(v))));
     if (entries.length <= SMALL) {
       for (let i = 0; i < entries.length; i++) this.append(s, codes[i]!, entries[i]![1]);
     } else {
