@@ -126,18 +126,24 @@ describe('policy: what it keeps of a finding', () => {
       // the newest 3 of the first finding's evidence, then the second's
       expect(d.evidence).toEqual([ev(2, t0 - 4000), ev(3, t0 - 3000, 'x'), ev(4, t0, 'newest'), ev(9, t0 + 60_000, 'flood')]);
       expect(Object.keys(d.evidence[0]!)).toEqual(['file', 'offset', 'ts']);
+      expect(Object.keys(d.evidence[1]!)).toEqual(['file', 'offset', 'ts', 'note']);
       expect(d.reasons).toContain('login-anomaly: k from a new network "ü" \u2028');
     }
   });
 
   it('keeps evidence JSON cannot carry (NaN, -0, extra keys) exactly', () => {
     const p = policy();
-    const odd = [{ file: 'mail.log', offset: 0, ts: Number.NaN }, { file: 'mail.log', offset: -0, ts: t0, extra: 1 } as unknown as Finding['evidence'][number]];
+    const odd = [
+      { file: 'mail.log', offset: 0, ts: Number.NaN },
+      { file: 'mail.log', offset: -0, ts: t0, extra: 1 } as unknown as Finding['evidence'][number],
+      { ts: t0, file: 'mail.log', offset: 5 },
+    ];
     p.onFinding(finding('n@example.com', 'login-anomaly', ['new-network'], 90, t0, { evidence: odd }));
     const d = p.onFinding(finding('n@example.com', 'send-flood', ['volume'], 90, t0 + 1000))!;
     expect(d.evidence[0]!.ts).toBeNaN();
     expect(Object.is(d.evidence[1]!.offset, -0)).toBe(true);
     expect(d.evidence[1]).toHaveProperty('extra', 1);
+    expect(Object.keys(d.evidence[2]!)).toEqual(['ts', 'file', 'offset']);
   });
 });
 

@@ -81,7 +81,7 @@ class Kept {
     /** Shared between findings with the same signals (see sharedSignals); never mutated. */
     readonly signals: readonly Signal[],
     readonly score: number,
-    /** JSON of [summary, evidence] when that reads back identically (see textOf), else the two as they came. */
+    /** See textOf: a string to parse, or the summary and evidence as they came. */
     private readonly text: string | readonly [string, Finding['evidence']],
   ) {}
 
@@ -93,38 +93,50 @@ class Kept {
     return new Kept(r.ts, r.start ?? r.ts, r.detector, sharedSignals(r.signals), r.score, textOf(r.summary, r.evidence));
   }
 
-  private parts(): readonly [string, Finding['evidence']] {
-    return typeof this.text === 'string' ? (JSON.parse(this.text) as [string, Finding['evidence']]) : this.text;
-  }
-
   get summary(): string {
-    return this.parts()[0];
+    return typeof this.text === 'string' ? (JSON.parse(this.text) as [string])[0] : this.text[0];
   }
 
   /** A fresh copy of its evidence. */
   get evidence(): Finding['evidence'] {
-    return typeof this.text === 'string' ? this.parts()[1] : this.text[1].map((e) => ({ ...e }));
+    if (typeof this.text !== 'string') return this.text[1].map((e) => ({ ...e }));
+    const rows = (JSON.parse(this.text) as [string, EvidenceRow[]])[1];
+    return rows.map((r) => (r.length === 3 ? { file: r[0], offset: r[1], ts: r[2] } : { file: r[0], offset: r[1], ts: r[2], note: r[3] }));
   }
 
   ref(): FindingRef {
-    const [summary, evidence] = this.parts();
-    return { ts: this.ts, start: this.start, detector: this.detector, signals: [...this.signals], score: this.score, summary, evidence };
+    return { ts: this.ts, start: this.start, detector: this.detector, signals: [...this.signals], score: this.score, summary: this.summary, evidence: this.evidence };
   }
 }
 
+/** An evidence line as [file, offset, ts] or [file, offset, ts, note]. */
+type EvidenceRow = [string, number, number] | [string, number, number, string];
+
 /**
- * The text of a finding as one JSON string, when parsing it gives back the
- * same values: evidence of {file, offset, ts, note?} with finite numbers
- * (JSON has no NaN, Infinity or -0) and no other keys. Anything else is kept
- * as it came (never seen from the detectors; kept exact all the same).
+ * The text of a finding as one flat JSON string, [summary, EvidenceRow[]],
+ * when reading it back gives the same values in the same shape: evidence
+ * objects of exactly {file, offset, ts} or {file, offset, ts, note}, in
+ * that order, with finite numbers (JSON has no NaN, Infinity or -0). Else
+ * (never from the detectors) the summary and evidence are kept as they came.
  */
 function textOf(summary: string, evidence: Finding['evidence']): string | readonly [string, Finding['evidence']] {
+  const rows: EvidenceRow[] = [];
   for (const e of evidence) {
-    for (const k in e) if (k !== 'file' && k !== 'offset' && k !== 'ts' && k !== 'note') return [summary, evidence];
-    if (typeof e.file !== 'string' || !jsonNumber(e.offset) || !jsonNumber(e.ts)) return [summary, evidence];
-    if ('note' in e && typeof e.note !== 'string') return [summary, evidence];
+    const keys = Object.keys(e);
+    const n = keys.length;
+    const exact =
+      (n === 3 || (n === 4 && keys[3] === 'note' && typeof e.note === 'string')) &&
+      keys[0] === 'file' &&
+      keys[1] === 'offset' &&
+      keys[2] === 'ts' &&
+      typeof e.file === 'string' &&
+      jsonNumber(e.offset) &&
+      jsonNumber(e.ts);
+    if (!exact) return [summary, evidence];
+    rows.push(n === 3 ? [e.file, e.offset, e.ts] : [e.file, e.offset, e.ts, e.note!]);
   }
-  return JSON.stringify([summary, evidence]);
+  // JSON.stringify builds a tree of parts (a cons string): own() flattens it
+  return own(JSON.stringify([summary, rows]));
 }
 
 function jsonNumber(n: unknown): boolean {
