@@ -25,7 +25,7 @@ import type { Source } from '../src/core/record.js';
 import type { Event } from '../src/core/events.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
 import { networkOf } from '../src/detect/site.js';
-import type { ValueCodec } from '../src/detect/windows.js';
+import { own, type ValueCodec } from '../src/detect/windows.js';
 import { clampScore, evidence, fmtDuration, normAccount, passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 
@@ -62,9 +62,10 @@ interface History {
 /**
  * Evidence samples of an account's new networks, kept compactly (no note
  * string per login; the note is built when a finding is emitted), the first
- * MAX_SAMPLES - 1 and the newest: file, offset, ts, ip, protocol, sending (0/1).
+ * MAX_SAMPLES - 1 and the newest: file, offset, ts, ip, protocol, sending (0/1);
+ * the IP and protocol in bytes (see Samples).
  */
-const SAMPLE_FIELDS = 'snnssn';
+const SAMPLE_FIELDS = 'snnccn';
 const MAX_SAMPLES = 8;
 type SampleRows = (string | number)[][];
 
@@ -189,7 +190,7 @@ export const loginAnomalyDetector = defineDetector({
         row[1] = src.offset;
         row[2] = ts;
         row[3] = store.shared(ip); // not a view into its log line
-        row[4] = protocol;
+        row[4] = own(protocol);
         row[5] = sending ? 1 : 0;
         netEv.add(account, ts, row);
       }

@@ -86,8 +86,8 @@ const config = z.object({
 });
 
 type Metric = 'domains' | 'recipients';
-// evidence sample: file, offset, ts, queueId, external recipients, local recipients
-const SAMPLE_FIELDS = 'snnsnn';
+// evidence sample: file, offset, ts, queueId (in bytes: see Samples), external recipients, local recipients
+const SAMPLE_FIELDS = 'snncnn';
 const PACK = 2 ** 21;
 
 export const recipientFanoutDetector = defineDetector({

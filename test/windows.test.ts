@@ -332,6 +332,26 @@ describe('Samples', () => {
     expect(s.get('nobody', t0)).toBeUndefined();
   });
 
+  it('gives back short (c) strings as added: in bytes when short and one-byte, else as given; snapshots alike', () => {
+    const make = () => {
+      const store = new WindowStore();
+      return { store, s: store.scope('d').samples('s', { ttlMs: 60_000, maxKeys: 4, size: 2, fields: 'cnc' }) };
+    };
+    const a = make();
+    const vals = ['', 'A1B2C3D4E5', '123456789012345', '1234567890123456', '2001:db8::dead:beef:1', 'ümlaut', 'ŉ-two-byte', '\u0000\u00ff'];
+    for (let i = 0; i < vals.length; i++) a.s.add(`k${i % 3}`, t0 + i, [vals[i]!, i, vals[(i + 3) % vals.length]!]);
+    const expected = (i: number) => [vals[i]!, i, vals[(i + 3) % vals.length]!];
+    expect(a.s.get('k0', t0 + 10)).toEqual([expected(3), expected(6)]);
+    expect(a.s.get('k1', t0 + 10)).toEqual([expected(4), expected(7)]);
+    expect(a.s.get('k2', t0 + 10)).toEqual([expected(2), expected(5)]);
+    const b = make();
+    b.store.restore(JSON.parse(JSON.stringify(a.store.snapshot())) as Record<string, unknown>);
+    for (const k of ['k0', 'k1', 'k2']) expect(b.s.get(k, t0 + 10)).toEqual(a.s.get(k, t0 + 10));
+    // long values let go with their key (a reused slot starts clean)
+    for (let i = 0; i < 20; i++) a.s.add(`n${i}`, t0 + 100 + i, ['q', i, 'r']);
+    expect((a.s as unknown as { long: Map<number, string> }).long.size).toBe(0);
+  });
+
   it("'first-and-newest' keeps how it started and where it is now", () => {
     const s = new Samples({ ttlMs: 60_000, maxKeys: 10, size: 3, fields: 'sn', keep: 'first-and-newest' });
     for (let i = 0; i < 6; i++) s.add('k', t0 + i, [`ip${i}`, i]);

@@ -1227,9 +1227,12 @@ export interface SamplesOptions extends Bounds {
   /** Samples kept per key. */
   size: number;
   /**
-   * The fields of a sample, one letter each: `n` a number, `s` a string.
-   * Strings are stored as given: pass own() or ScopedStore.shared() copies
-   * of views into log lines.
+   * The fields of a sample, one letter each: `n` a number, `s` a string
+   * held as given (for strings shared with other state: a file name, the
+   * account's key; pass own() or ScopedStore.shared() copies of views into
+   * log lines), `c` a short string of its own (a queue id, an IP), held in
+   * bytes: up to 15 characters below U+0100 take 16 bytes and no string
+   * (others are held as given, as `s`).
    */
   fields: string;
   /** `newest` (default): the last `size` samples; `first-and-newest`: the first size - 1, and the newest in the last place. */
@@ -1239,18 +1242,27 @@ export interface SamplesOptions extends Bounds {
 /** A sample as added: one value per field. */
 export type SampleRow = readonly (string | number)[];
 
+/** Bytes per `c` cell: a length byte, then up to 15 one-byte characters. */
+const CELL = 16;
+/** Length byte of a `c` cell whose string is in `Samples.long`. */
+const LONG = 255;
+
 /**
  * Per key, a few evidence samples (file, offset, time, queue id, ...):
- * numbers in a typed array and strings in one array for the whole
- * structure, instead of an array (with boxed times) per key.
+ * numbers in a typed array, short strings in a byte array and other
+ * strings in one array for the whole structure, instead of an array (with
+ * boxed times) per key.
  */
 export class Samples extends Keyed {
   private readonly perKey: number;
   private readonly nf: number;
-  /** per field: its column among the numbers (≥ 0) or among the strings (-1 - column) */
+  /** per field: `n`, `s` or `c` */
+  private readonly kind: string[];
+  /** per field: its column among the fields of its kind */
   private readonly col: number[];
   private readonly nn: number;
   private readonly ns: number;
+  private readonly nc: number;
   private readonly newest: boolean;
   /** last add */
   private t = new Float64Array(0);
@@ -1259,20 +1271,25 @@ export class Samples extends Keyed {
   private nxt = new Int32Array(0);
   private nums = new Float64Array(0);
   private strs: (string | undefined)[] = [];
+  /** `c` cells, CELL bytes each */
+  private bytes = new Uint8Array(0);
+  /** `c` values that do not fit a cell, by cell number */
+  private readonly long = new Map<number, string>();
 
   constructor(
     private readonly opts: SamplesOptions,
     table: StringTable = new StringTable(),
   ) {
     super(table, opts.maxKeys, opts.ttlMs);
-    if (!/^[ns]+$/.test(opts.fields) || !(opts.size >= 1)) throw new Error(`Samples: bad fields '${opts.fields}' or size ${opts.size}`);
+    if (!/^[nsc]+$/.test(opts.fields) || !(opts.size >= 1)) throw new Error(`Samples: bad fields '${opts.fields}' or size ${opts.size}`);
     this.perKey = opts.size;
     this.nf = opts.fields.length;
-    let nn = 0;
-    let ns = 0;
-    this.col = [...opts.fields].map((f) => (f === 'n' ? nn++ : -1 - ns++));
-    this.nn = nn;
-    this.ns = ns;
+    const of = { n: 0, s: 0, c: 0 };
+    this.kind = [...opts.fields];
+    this.col = this.kind.map((f) => of[f as keyof typeof of]++);
+    this.nn = of.n;
+    this.ns = of.s;
+    this.nc = of.c;
     this.newest = (opts.keep ?? 'newest') === 'newest';
   }
 
@@ -1281,9 +1298,12 @@ export class Samples extends Keyed {
     this.cnt = grownI32(this.cnt, cap);
     this.nxt = grownI32(this.nxt, cap);
     this.nums = grownF64(this.nums, cap * this.perKey * this.nn);
-    // filled up front, so the array stays a plain (packed) one however slots are written
+    this.bytes = grownU8(this.bytes, cap * this.perKey * this.nc * CELL);
+    // filled up front, so the array stays a plain (packed) one however slots
+    // are written; built at its size (pushing leaves up to half again spare)
     const n = cap * this.perKey * this.ns;
-    while (this.strs.length < n) this.strs.push(undefined);
+    const old = this.strs;
+    if (old.length < n) this.strs = Array.from({ length: n }, (_, i) => (i < old.length ? old[i] : undefined));
   }
 
   protected expired(s: number, limit: number): boolean {
@@ -1293,6 +1313,10 @@ export class Samples extends Keyed {
   protected drop(s: number): void {
     const per = this.perKey * this.ns;
     for (let i = s * per, e = i + per; i < e; i++) this.strs[i] = undefined;
+    if (this.long.size > 0) {
+      const cells = this.perKey * this.nc;
+      for (let i = s * cells, e = i + cells; i < e; i++) if (this.bytes[i * CELL] === LONG) this.long.delete(i);
+    }
     this.cnt[s] = 0;
   }
 
@@ -1337,10 +1361,38 @@ export class Samples extends Keyed {
     if (n < size) this.cnt[s] = n + 1;
     const at = s * size + pos;
     for (let f = 0; f < this.nf; f++) {
+      const k = this.kind[f];
       const c = this.col[f]!;
-      if (c >= 0) this.nums[at * this.nn + c] = row[f] as number;
-      else this.strs[at * this.ns - 1 - c] = row[f] as string;
+      if (k === 'n') this.nums[at * this.nn + c] = row[f] as number;
+      else if (k === 's') this.strs[at * this.ns + c] = row[f] as string;
+      else this.putShort(at * this.nc + c, row[f] as string);
     }
+  }
+
+  private putShort(cell: number, v: string): void {
+    const b = this.bytes;
+    const o = cell * CELL;
+    if (b[o] === LONG) this.long.delete(cell);
+    const n = v.length;
+    if (n < CELL) {
+      let i = 0;
+      while (i < n && v.charCodeAt(i) < 256) i++;
+      if (i === n) {
+        b[o] = n;
+        for (i = 0; i < n; i++) b[o + 1 + i] = v.charCodeAt(i);
+        return;
+      }
+    }
+    b[o] = LONG;
+    this.long.set(cell, v);
+  }
+
+  private short(cell: number): string {
+    const b = this.bytes;
+    const o = cell * CELL;
+    const n = b[o]!;
+    if (n === LONG) return this.long.get(cell)!;
+    return String.fromCharCode.apply(null, b.subarray(o + 1, o + 1 + n) as unknown as number[]);
   }
 
   private rows(s: number): (string | number)[][] {
@@ -1351,8 +1403,9 @@ export class Samples extends Keyed {
       const at = s * size + (this.newest ? (this.nxt[s]! - n + j + size) % size : j);
       const r: (string | number)[] = [];
       for (let f = 0; f < this.nf; f++) {
+        const k = this.kind[f];
         const c = this.col[f]!;
-        r.push(c >= 0 ? this.nums[at * this.nn + c]! : this.strs[at * this.ns - 1 - c]!);
+        r.push(k === 'n' ? this.nums[at * this.nn + c]! : k === 's' ? this.strs[at * this.ns + c]! : this.short(at * this.nc + c));
       }
       out.push(r);
     }
