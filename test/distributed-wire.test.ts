@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { requestsWithin } from '../src/distributed/wire.js';
+import type { Event } from '../src/core/events.js';
+import type { Message } from '../src/correlator/message.js';
+import { decodeItems, encodeItems, requestsWithin, type RoutedItem } from '../src/distributed/wire.js';
 
 const rec = (topic: string, partition: number | undefined, bytes: number, n: number) => ({ topic, ...(partition === undefined ? {} : { partition }), value: Buffer.alloc(bytes, 97), n });
 
@@ -37,5 +39,52 @@ describe('requestsWithin (records of one transaction split so no partition excee
   it('sends a record bigger than the budget alone rather than dropping it', () => {
     const records = [rec('ev', 0, 100, 0), rec('ev', 0, 5000, 1), rec('ev', 0, 100, 2)];
     expect(requestsWithin(records, 1000).map((r) => r.map((x) => x.n))).toEqual([[0], [1], [2]]);
+  });
+});
+
+describe('items on the events topic (encodeItems / decodeItems)', () => {
+  const event = { kind: 'auth', ts: 1_795_000_000_123, host: 'mx1', program: 'zimbra', src: { file: '/var/log/zimbra.log', offset: 42 }, account: 'Ann@example.com', ip: '203.0.113.7', note: 'tab\there "quoted" \\ back' } as unknown as Event;
+  const message = { host: 'mx1', queueId: 'ABC123', firstTs: 1, lastTs: 2, recipients: [{ address: 'b@example.net', status: 'sent' }] } as unknown as Message;
+  const items: RoutedItem[] = [
+    { route: { kind: 'account', key: 'ann@example.com' }, primary: true, n: 0, event },
+    { route: { kind: 'ip', key: '203.0.113.7' }, primary: false, n: 3, event },
+    { route: { kind: 'host', key: 'odd "key"\twith\\escapes\u2028' }, primary: true, message },
+    { route: { kind: 'account', key: 'ann@example.com' }, primary: false, handOff: { detector: 'plaintext-auth', data: { at: 5, why: ['x'] } } },
+  ];
+
+  it('round-trips every kind of item, route and key; events and messages keep their JSON text for the row', () => {
+    const bad: string[] = [];
+    const out = encodeItems(items).flatMap((b) => decodeItems(b, (reason) => bad.push(reason)));
+    expect(bad).toEqual([]);
+    expect(out.map(({ json: _json, ...it }) => it)).toEqual(items);
+    expect(out[0]!.json).toBe(JSON.stringify(event));
+    expect(out[2]!.json).toBe(JSON.stringify(message));
+    expect(out[3]!.json).toBeUndefined();
+  });
+
+  it('cuts records at maxBytes without losing or reordering items', () => {
+    const many = Array.from({ length: 300 }, (_, i): RoutedItem => ({ route: { kind: 'account', key: `u${i}@example.com` }, primary: true, n: i, event }));
+    const records = encodeItems(many, 4096);
+    expect(records.length).toBeGreaterThan(10);
+    expect(records.flatMap((b) => decodeItems(b, () => undefined)).map((it) => it.n)).toEqual(many.map((it) => it.n));
+  });
+
+  it('still reads the first version (one JSON object per item), for a rolling upgrade', () => {
+    const v1 = [JSON.stringify({ r: 'a', k: 'ann@example.com', p: 1, n: 2, e: event }), JSON.stringify({ r: 'h', k: 'mx1', m: message }), JSON.stringify({ r: 'i', k: '203.0.113.7', h: { d: 'dnsbl', x: 1 } })].join('\n');
+    const out = decodeItems(Buffer.from(v1), () => expect.unreachable());
+    expect(out).toEqual([
+      { route: { kind: 'account', key: 'ann@example.com' }, primary: true, n: 2, event },
+      { route: { kind: 'host', key: 'mx1' }, primary: false, message },
+      { route: { kind: 'ip', key: '203.0.113.7' }, primary: false, handOff: { detector: 'dnsbl', data: 1 } },
+    ]);
+  });
+
+  it('passes lines that are not items to bad() and keeps their neighbours', () => {
+    const good = encodeItems([items[0]!])[0]!.toString();
+    const lines = [good, 'ea1\t"k"\t{not json', 'xa1\t"k"\t{}', 'ez1\t"k"\t{}', 'ea1x\t"k"\t{}', 'ea1', 'ha0\t"k"\t{"x":1}', '{"r":"a"}', good];
+    const bad: string[] = [];
+    const out = decodeItems(Buffer.from(lines.join('\n')), (_reason, line) => bad.push(line));
+    expect(out).toHaveLength(2);
+    expect(bad).toEqual(lines.slice(1, -1));
   });
 });

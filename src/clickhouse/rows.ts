@@ -72,6 +72,11 @@ export function eventId(e: Event, indexInLine: number): string {
 }
 
 export function eventRow(e: Event, indexInLine: number): EventRow {
+  return eventRowWithJson(e, indexInLine, JSON.stringify(e));
+}
+
+/** eventRow when the caller has the event's JSON already (as it came off the events topic): not serialised twice. */
+export function eventRowWithJson(e: Event, indexInLine: number, json: string): EventRow {
   const account = 'account' in e ? e.account : undefined;
   const ip = 'ip' in e ? e.ip : undefined;
   return {
@@ -85,7 +90,7 @@ export function eventRow(e: Event, indexInLine: number): EventRow {
     ip: ip ?? '',
     file: e.src.file,
     offset: e.src.offset,
-    json: JSON.stringify(e),
+    json,
   };
 }
 
@@ -135,6 +140,11 @@ export function messageId(m: Message): string {
 }
 
 export function messageRow(m: Message): MessageRow {
+  return messageRowWithJson(m, JSON.stringify(m));
+}
+
+/** messageRow when the caller has the message's JSON already. */
+export function messageRowWithJson(m: Message, json: string): MessageRow {
   return {
     id: messageId(m),
     host: m.host,
@@ -149,7 +159,7 @@ export function messageRow(m: Message): MessageRow {
     rcpt_count: m.recipients.length,
     rcpt_addresses: m.recipients.map((r) => r.address),
     rcpt_status: m.recipients.map((r) => r.status),
-    json: JSON.stringify(m),
+    json,
   };
 }
 

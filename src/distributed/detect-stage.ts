@@ -17,7 +17,7 @@
  * heartbeating so the group does not evict it) until the sink has room.
  */
 import { Partitioners, type Consumer, type EachBatchPayload, type Kafka, type Producer } from 'kafkajs';
-import { deadLetterRow, decisionRow, eventRow, findingRow, messageRow } from '../clickhouse/rows.js';
+import { deadLetterRow, decisionRow, eventRow, eventRowWithJson, findingRow, messageRow, messageRowWithJson } from '../clickhouse/rows.js';
 import type { ClickhouseSink } from '../clickhouse/sink.js';
 import type { FloodgateConfig } from '../config/config.js';
 import type { DnsLookup } from '../detect/dns.js';
@@ -283,8 +283,8 @@ export class DetectStage {
       });
       for (const it of items) {
         if (it.primary) {
-          if (it.event) sink.add('events', [eventRow(it.event, it.n ?? 0)]);
-          else if (it.message) sink.add('messages', [messageRow(it.message)]);
+          if (it.event) sink.add('events', [it.json === undefined ? eventRow(it.event, it.n ?? 0) : eventRowWithJson(it.event, it.n ?? 0, it.json)]);
+          else if (it.message) sink.add('messages', [it.json === undefined ? messageRow(it.message) : messageRowWithJson(it.message, it.json)]);
         }
         ps.dp.feed(it);
       }

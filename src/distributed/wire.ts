@@ -10,9 +10,22 @@
  * took when the shipper re-sends a batch after a crash.
  *
  * Events topic: one Kafka message carries the items (events and correlated
- * messages) a parse batch produced for one partition, as JSON lines. Each item
+ * messages) a parse batch produced for one partition, one per line. Each item
  * names its route (the entity whose partition it is in): an item about an
- * account and an IP travels twice, once per route.
+ * account and an IP travels twice, once per route. A line is a short header,
+ * a tab, the route key as a JSON string, a tab, and the body as JSON (JSON
+ * text holds no raw tab nor newline):
+ *
+ *     e a 1 0 \t "user@example.com" \t {"kind":"auth",...}
+ *     | | | `- index in its line (events; empty otherwise)
+ *     | | `--- 1: the primary copy (the one stored), 0: not
+ *     | `----- route: a(ccount), i(p), h(ost)
+ *     `------- body: e(vent), m(essage), h(and-off {"d":detector,"x":data})
+ *
+ * (without the spaces). The body text comes out as it went in, so the
+ * detect stage stores it as the row's json instead of serialising the event
+ * again. Lines of the first version (one JSON object per item) are still
+ * read, for a rolling upgrade.
  */
 import type { Event } from '../core/events.js';
 import type { Message } from '../correlator/message.js';
@@ -95,6 +108,8 @@ export interface RoutedItem {
   message?: Message;
   /** Data a detector handed to its own instance in the partition owning `route` (see DetectionEngine.onHandOff). */
   handOff?: { detector: string; data: unknown };
+  /** Decoded items: the event's or message's JSON as it travelled (what JSON.stringify of it gives). */
+  json?: string;
 }
 
 interface WireItem {
@@ -111,15 +126,17 @@ const kindToTag = { account: 'a', ip: 'i', host: 'h' } as const;
 const tagToKind = { a: 'account', i: 'ip', h: 'host' } as const;
 
 /**
- * Items as JSON lines, cut into records of at most `maxBytes` (about: one
- * item may exceed it alone) so no record hits the broker's message size limit.
+ * Items as lines, cut into records of at most `maxBytes` (about: one item
+ * may exceed it alone) so no record hits the broker's message size limit.
+ * `bodies` remembers each event's or message's JSON across calls, for the
+ * second route of one that travels twice.
  */
-export function encodeItems(items: readonly RoutedItem[], maxBytes = 256 * 1024): Buffer[] {
+export function encodeItems(items: readonly RoutedItem[], maxBytes = 256 * 1024, bodies?: WeakMap<object, string>): Buffer[] {
   const out: Buffer[] = [];
   let parts: string[] = [];
   let size = 0;
   for (let i = 0; i < items.length; i++) {
-    const line = encodeItem(items[i]!);
+    const line = encodeItem(items[i]!, bodies);
     if (parts.length > 0 && size + line.length > maxBytes) {
       out.push(Buffer.from(parts.join('\n'), 'utf8'));
       parts = [];
@@ -132,14 +149,19 @@ export function encodeItems(items: readonly RoutedItem[], maxBytes = 256 * 1024)
   return out;
 }
 
-function encodeItem(it: RoutedItem): string {
-  const w: WireItem = { r: kindToTag[it.route.kind], k: it.route.key };
-  if (it.n !== undefined) w.n = it.n;
-  if (it.primary) w.p = 1;
-  if (it.event) w.e = it.event;
-  else if (it.message) w.m = it.message;
-  else if (it.handOff) w.h = { d: it.handOff.detector, x: it.handOff.data };
-  return JSON.stringify(w);
+function encodeItem(it: RoutedItem, bodies: WeakMap<object, string> | undefined): string {
+  const head = (it.event ? 'e' : it.message ? 'm' : 'h') + kindToTag[it.route.kind] + (it.primary ? '1' : '0') + (it.n !== undefined ? String(it.n) : '');
+  const obj = it.event ?? it.message;
+  let body: string;
+  if (obj !== undefined) {
+    const known = bodies?.get(obj);
+    if (known !== undefined) body = known;
+    else {
+      body = JSON.stringify(obj);
+      bodies?.set(obj, body);
+    }
+  } else body = JSON.stringify({ d: it.handOff?.detector, x: it.handOff?.data });
+  return head + '\t' + JSON.stringify(it.route.key) + '\t' + body;
 }
 
 /**
@@ -173,12 +195,20 @@ export function requestsWithin<T extends { topic: string; partition?: number; va
   return requests;
 }
 
-/** Decodes what encodeItems wrote; a line that is not an item is passed to `bad` and skipped. */
+const tagKinds: Record<string, RouteKind | undefined> = tagToKind;
+
+/** Decodes what encodeItems wrote (either version); a line that is not an item is passed to `bad` and skipped. */
 export function decodeItems(buf: Buffer, bad: (reason: string, line: string) => void): RoutedItem[] {
   const out: RoutedItem[] = [];
   const text = buf.toString('utf8');
   if (text.length === 0) return out;
   for (const line of text.split('\n')) {
+    if (line.charCodeAt(0) !== 123 /* { */) {
+      const it = decodeLine(line);
+      if (typeof it === 'string') bad(it, line);
+      else out.push(it);
+      continue;
+    }
     let w: WireItem;
     try {
       w = JSON.parse(line) as WireItem;
@@ -200,4 +230,46 @@ export function decodeItems(buf: Buffer, bad: (reason: string, line: string) => 
     out.push(it);
   }
   return out;
+}
+
+/** One line of the current version, or why it is not one. */
+function decodeLine(line: string): RoutedItem | string {
+  const t1 = line.indexOf('\t');
+  const t2 = t1 < 0 ? -1 : line.indexOf('\t', t1 + 1);
+  const body = line.charAt(0);
+  const kind = tagKinds[line.charAt(1)];
+  const primary = line.charAt(2);
+  if (t2 < 0 || t1 < 3 || kind === undefined || (primary !== '0' && primary !== '1') || (body !== 'e' && body !== 'm' && body !== 'h')) return 'not a routed item';
+  let n: number | undefined;
+  if (t1 > 3) {
+    n = Number(line.slice(3, t1));
+    if (!Number.isSafeInteger(n)) return 'not a routed item';
+  }
+  let key: unknown;
+  let value: unknown;
+  const json = line.slice(t2 + 1);
+  try {
+    // A key without escapes is the text between its quotes (most are): no parse needed.
+    const bs = line.indexOf('\\', t1);
+    const plain = t2 - t1 >= 3 && line.charCodeAt(t1 + 1) === 34 && line.charCodeAt(t2 - 1) === 34 && (bs < 0 || bs > t2);
+    key = plain ? line.slice(t1 + 2, t2 - 1) : JSON.parse(line.slice(t1 + 1, t2));
+    value = JSON.parse(json);
+  } catch {
+    return 'not JSON';
+  }
+  if (typeof key !== 'string' || value === null || typeof value !== 'object') return 'not a routed item';
+  const it: RoutedItem = { route: { kind, key }, primary: primary === '1' };
+  if (n !== undefined) it.n = n;
+  if (body === 'e') {
+    it.event = value as Event;
+    it.json = json;
+  } else if (body === 'm') {
+    it.message = value as Message;
+    it.json = json;
+  } else {
+    const h = value as { d?: unknown; x?: unknown };
+    if (typeof h.d !== 'string') return 'not a routed item';
+    it.handOff = { detector: h.d, data: h.x };
+  }
+  return it;
 }
