@@ -54,3 +54,47 @@ describe('ClickhouseSink flush policy', () => {
     expect(sink.buffered).toBe(0);
   });
 });
+
+describe('ClickhouseSink under steady load', () => {
+  beforeEach(() => void vi.useFakeTimers());
+  afterEach(() => void vi.useRealTimers());
+
+  it('rows arriving during an insert wait for their own flushMs (counted from their arrival), not go back to back', async () => {
+    let now = 0;
+    const inserts: { rows: number; at: number }[] = [];
+    const client = {
+      ...recordingClient(() => Date.now()),
+      // Each insert takes 40 ms.
+      insert: async (_table: string, rows: readonly object[]) => {
+        inserts.push({ rows: rows.length, at: Date.now() - now });
+        await new Promise((r) => setTimeout(r, 40));
+      },
+    };
+    now = Date.now();
+    const sink = new ClickhouseSink(client, { batchRows: 1000, flushMs: 100, maxBufferedRows: 10_000 });
+    // A row every 10 ms for 1 s.
+    for (let t = 0; t < 1000; t += 10) {
+      sink.add('events', [{ id: t }]);
+      await vi.advanceTimersByTimeAsync(10);
+    }
+    await vi.advanceTimersByTimeAsync(200);
+    expect(sink.buffered).toBe(0);
+    expect(inserts.reduce((a, i) => a + i.rows, 0)).toBe(100);
+    // One insert per flushMs, not one per insert time (40 ms) as when due stayed set.
+    expect(inserts.length).toBeLessThanOrEqual(11);
+    for (let i = 1; i < inserts.length; i++) expect(inserts[i]!.at - inserts[i - 1]!.at).toBeGreaterThanOrEqual(90);
+  });
+
+  it('the rest of a backlog bigger than batchRows goes at once, and a flush() during an insert is honoured without delay', async () => {
+    const client = recordingClient(() => Date.now());
+    const sink = new ClickhouseSink(client, { batchRows: 10, flushMs: 60_000, maxBufferedRows: 10_000 });
+    sink.add('events', Array.from({ length: 25 }, (_, i) => ({ id: i })));
+    const t0 = Date.now();
+    await sink.flush();
+    expect(client.inserts.map((i) => [i.rows, i.at - t0])).toEqual([
+      [10, 0],
+      [10, 0],
+      [5, 0],
+    ]);
+  });
+});

@@ -80,6 +80,8 @@ interface TableQueue {
   writing: boolean;
   /** A partial batch may go: it waited flushMs, or a flush asked. */
   due: boolean;
+  /** When the first row added while an insert ran arrived: its wait counts from then. */
+  waitingSince: number | undefined;
   timer: NodeJS.Timeout | undefined;
   waiters: Waiter[];
 }
@@ -153,6 +155,7 @@ export class ClickhouseSink {
     for (const r of rows) q.rows.push(r);
     q.added += rows.length;
     this.bufferedRows += rows.length;
+    if (q.writing && q.waitingSince === undefined) q.waitingSince = this.o.now();
     if (q.rows.length >= this.o.batchRows) this.kick(table, q);
     else this.arm(table, q);
   }
@@ -213,7 +216,7 @@ export class ClickhouseSink {
   private queue(table: string): TableQueue {
     let q = this.queues.get(table);
     if (!q) {
-      q = { rows: [], flushMs: this.o.tableFlushMs?.[table] ?? this.o.flushMs, added: 0, done: 0, writing: false, due: false, timer: undefined, waiters: [] };
+      q = { rows: [], flushMs: this.o.tableFlushMs?.[table] ?? this.o.flushMs, added: 0, done: 0, writing: false, due: false, waitingSince: undefined, timer: undefined, waiters: [] };
       this.queues.set(table, q);
     }
     return q;
@@ -228,14 +231,15 @@ export class ClickhouseSink {
     return c;
   }
 
-  /** A partial batch goes after its table's flushMs (0: once the caller's synchronous work is done). */
-  private arm(table: string, q: TableQueue): void {
+  /** A partial batch goes after its table's flushMs (0: once the caller's synchronous work is done), counted from `since`. */
+  private arm(table: string, q: TableQueue, since?: number): void {
     if (q.timer || q.writing || this.stopped) return;
+    const delay = since === undefined ? q.flushMs : Math.max(0, q.flushMs - (this.o.now() - since));
     q.timer = setTimeout(() => {
       q.timer = undefined;
       q.due = true;
       this.kick(table, q);
-    }, q.flushMs);
+    }, delay);
     q.timer.unref();
   }
 
@@ -253,9 +257,14 @@ export class ClickhouseSink {
     try {
       while (!this.stopped && q.rows.length > 0 && (q.due || q.rows.length >= this.o.batchRows)) {
         const batch = q.rows.slice(0, this.o.batchRows);
+        const waitedBefore = q.rows.length;
+        q.waitingSince = undefined;
         await this.store(table, batch);
         q.rows.splice(0, batch.length);
         this.settle(q, batch.length);
+        // Rows that arrived during the insert wait their own flushMs unless a flush() is waiting for them:
+        // going on at once made a table under steady load insert back to back, whatever its flushMs.
+        q.due = q.waiters.length > 0 || waitedBefore > batch.length;
       }
     } catch (e) {
       // Only a stop ends a store early; anything else is a bug worth seeing.
@@ -265,7 +274,7 @@ export class ClickhouseSink {
       if (q.rows.length === 0) q.due = false;
       else if (!this.stopped) {
         if (q.due || q.rows.length >= this.o.batchRows) this.kick(table, q);
-        else this.arm(table, q);
+        else this.arm(table, q, q.waitingSince);
       }
     }
   }
