@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Baseline, DistinctCounter, Recent, Samples, SlidingCounter, WindowStore } from '../src/detect/windows.js';
+import { Baseline, DistinctCounter, Recent, Samples, SlidingCounter, StringTable, WindowStore } from '../src/detect/windows.js';
 
 const H = 3600_000;
 const t0 = Date.UTC(2026, 10, 27);
@@ -225,6 +225,41 @@ describe('WindowStore snapshot/restore', () => {
     expect(x.b.get('k', t0 + 1)).toEqual({ mean: 2, std: 2, weight: 2, current: 3 });
     expect(x.r.get('k', t0 + 1)).toEqual(['one', 1]);
     expect(x.store.stats()['det.c']).toEqual({ keys: 1, evicted: 1 });
+  });
+});
+
+describe('StringTable', () => {
+  it('agrees with a reference count model through growth, reuse of ids and deletions', () => {
+    const t = new StringTable();
+    const model = new Map<string, { id: number; refs: number }>();
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    for (let step = 0; step < 60_000; step++) {
+      const s = `v${rnd(5000)}.${'x'.repeat(rnd(20))}`; // short and long (13+) strings
+      const m = model.get(s);
+      if (m === undefined || rnd(3) > 0) {
+        const id = t.acquire(s);
+        if (m === undefined) model.set(s, { id, refs: 1 });
+        else {
+          expect(id).toBe(m.id);
+          m.refs++;
+        }
+      } else {
+        t.release(m.id);
+        if (--m.refs === 0) model.delete(s);
+      }
+      if (step % 997 === 0) {
+        expect(t.size).toBe(model.size);
+        for (const [k, v] of model) {
+          expect(t.find(k)).toBe(v.id);
+          expect(t.str(v.id)).toBe(k);
+        }
+      }
+    }
+    expect(t.find('never added')).toBe(-1);
+    for (const [k, v] of model) while (v.refs-- > 0) t.release(t.find(k));
+    expect(t.size).toBe(0);
+    for (const k of model.keys()) expect(t.find(k)).toBe(-1);
   });
 });
 

@@ -101,45 +101,98 @@ function grownU8(a: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
  * in another is stored once.
  */
 export class StringTable {
-  private readonly ids = new Map<string, number>();
+  /**
+   * id + 1 per cell (0 = empty), open addressing by hash32 with linear
+   * probing, at most half full. Not a Map<string, number>: with a million
+   * IPs passing through in a day and a few hundred thousand held, a Map's
+   * entries (~50 bytes each) and its rehashes (a new table of several MB
+   * each time its deleted entries fill it) dominated the table's memory.
+   */
+  private index = new Int32Array(1024);
+  private shift = 22; // 32 - log2(index.length)
+  private count = 0;
   private strs: (string | undefined)[] = [];
   private refs = new Int32Array(1024);
+  /** hash32 of each held string, so that deletion and growth need not rehash the strings */
+  private hashes = new Int32Array(1024);
   private readonly freeIds: number[] = [];
   // The last string looked up: detectors ask several structures about the
-  // same key string in a row, and an identity hit skips the Map lookup.
+  // same key string in a row, and an identity hit skips the lookup.
   private lastS: string | undefined;
   private lastId = -1;
 
   get size(): number {
-    return this.ids.size;
+    return this.count;
+  }
+
+  private home(h: number): number {
+    return Math.imul(h, 0x9e3779b1) >>> this.shift;
   }
 
   /** Id of s if held (no reference taken), else -1. */
   find(s: string): number {
     if (s === this.lastS) return this.lastId;
-    const id = this.ids.get(s);
-    if (id === undefined) return -1;
-    this.lastS = s;
+    const id = this.lookup(s, hash32(s));
+    if (id < 0) return -1;
+    this.lastS = this.strs[id];
     this.lastId = id;
     return id;
   }
 
+  private lookup(s: string, h: number): number {
+    const index = this.index;
+    const mask = index.length - 1;
+    for (let p = this.home(h); ; p = (p + 1) & mask) {
+      const c = index[p]!;
+      if (c === 0) return -1;
+      if (this.hashes[c - 1] === h && this.strs[c - 1] === s) return c - 1;
+    }
+  }
+
   /** Take a reference to s (adding it if new); returns its id. */
   acquire(s: string): number {
-    const found = this.find(s);
+    if (s === this.lastS) {
+      this.refs[this.lastId]!++;
+      return this.lastId;
+    }
+    const h = hash32(s);
+    const found = this.lookup(s, h);
     if (found >= 0) {
       this.refs[found]!++;
+      this.lastS = this.strs[found];
+      this.lastId = found;
       return found;
     }
     const c = own(s);
     const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.strs.length;
-    if (id >= this.refs.length) this.refs = grownI32(this.refs, this.refs.length * 2);
-    this.strs[id] = c;
+    if (id >= this.refs.length) {
+      this.refs = grownI32(this.refs, this.refs.length * 2);
+      this.hashes = grownI32(this.hashes, this.hashes.length * 2);
+    }
+    if (id === this.strs.length) this.strs.push(c);
+    else this.strs[id] = c;
     this.refs[id] = 1;
-    this.ids.set(c, id);
+    this.hashes[id] = h;
+    if ((this.count + 1) * 2 > this.index.length) this.rehash(this.index.length * 2);
+    this.place(id);
+    this.count++;
     this.lastS = c;
     this.lastId = id;
     return id;
+  }
+
+  private place(id: number): void {
+    const index = this.index;
+    const mask = index.length - 1;
+    let p = this.home(this.hashes[id]!);
+    while (index[p] !== 0) p = (p + 1) & mask;
+    index[p] = id + 1;
+  }
+
+  private rehash(cells: number): void {
+    this.index = new Int32Array(cells);
+    this.shift = 32 - Math.log2(cells);
+    for (let id = 0; id < this.strs.length; id++) if (this.strs[id] !== undefined) this.place(id);
   }
 
   /** One more reference to a held id. */
@@ -149,13 +202,36 @@ export class StringTable {
 
   release(id: number): void {
     if (--this.refs[id]! > 0) return;
-    this.ids.delete(this.strs[id]!);
+    this.unindex(id);
     this.strs[id] = undefined;
+    this.count--;
     this.freeIds.push(id);
     if (id === this.lastId) {
       this.lastS = undefined;
       this.lastId = -1;
     }
+  }
+
+  /** Remove id's cell (backward-shift deletion keeps probe runs unbroken; as Keyed.unindex). */
+  private unindex(id: number): void {
+    const index = this.index;
+    const mask = index.length - 1;
+    let p = this.home(this.hashes[id]!);
+    while (index[p] !== id + 1) p = (p + 1) & mask;
+    let q = p;
+    for (;;) {
+      q = (q + 1) & mask;
+      const c = index[q]!;
+      if (c === 0) break;
+      const h = this.home(this.hashes[c - 1]!);
+      // leave c where it is when its home lies cyclically in (p, q]
+      const stays = p <= q ? h > p && h <= q : h > p || h <= q;
+      if (!stays) {
+        index[p] = c;
+        p = q;
+      }
+    }
+    index[p] = 0;
   }
 
   str(id: number): string {
