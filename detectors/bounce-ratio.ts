@@ -48,8 +48,8 @@ const config = z.object({
 
 // total + failed·PACK in one counter (total < 2^21 per window)
 const PACK = 2 ** 21;
-// evidence sample: file, offset, ts, queueId, failed, total, addr1, dsn1, addr2, dsn2 (queue ids and DSNs in bytes: see Samples)
-const SAMPLE_FIELDS = 'snncnnscsc';
+// evidence sample: file, offset, ts, queueId, failed, total, addr1, dsn1, addr2, dsn2 (queue ids and DSNs in bytes, counts in 32 bits: see Samples)
+const SAMPLE_FIELDS = 'snnciiscsc';
 
 function dsnOf(r: Recipient): string {
   return r.dsn !== undefined ? `${r.dsn} ${r.status}` : r.status;

@@ -63,9 +63,12 @@ interface History {
  * Evidence samples of an account's new networks, kept compactly (no note
  * string per login; the note is built when a finding is emitted), the first
  * MAX_SAMPLES - 1 and the newest: file, offset, ts, ip, protocol, sending (0/1);
- * the IP and protocol in bytes (see Samples).
+ * the IP in bytes, the protocol one shared string (see protocols), the flag
+ * in 32 bits (see Samples).
  */
-const SAMPLE_FIELDS = 'snnccn';
+const SAMPLE_FIELDS = 'snncsi';
+/** Protocol names shared (a handful: imap, pop3, submission, ...); past this many, each sample holds its own copy. */
+const MAX_PROTOCOLS = 64;
 const MAX_SAMPLES = 8;
 type SampleRows = (string | number)[][];
 
@@ -133,6 +136,16 @@ export const loginAnomalyDetector = defineDetector({
     const recentNets = store.distinct('networks', { windowMs: cfg.networksWindowMs, maxKeys, maxPerKey: Math.max(32, cfg.minNetworks * 4), codec: ipv4NetworkCodec });
     const netEv = store.samples('network-evidence', { ttlMs: cfg.networksWindowMs, maxKeys, size: MAX_SAMPLES, fields: SAMPLE_FIELDS, keep: 'first-and-newest' });
     const row: (string | number)[] = ['', 0, 0, '', '', 0]; // reused: no allocation per login
+    const protocols = new Map<string, string>();
+    // one copy per protocol name for all samples, instead of a string per login
+    const sharedProtocol = (p: string): string => {
+      let s = protocols.get(p);
+      if (s === undefined) {
+        s = own(p);
+        if (protocols.size < MAX_PROTOCOLS) protocols.set(s, s);
+      }
+      return s;
+    };
     // only counted and tested, never listed: hashes, not the networks (30 days of them per account)
     const known = store.distinct('known', { windowMs: cfg.knownNetworksMs, maxKeys, maxPerKey: cfg.maxNetworksPerAccount, keepValues: false });
     const history = store.recent<History>('history', { ttlMs: cfg.knownNetworksMs, maxKeys });
@@ -190,7 +203,7 @@ export const loginAnomalyDetector = defineDetector({
         row[1] = src.offset;
         row[2] = ts;
         row[3] = store.shared(ip); // not a view into its log line
-        row[4] = own(protocol);
+        row[4] = sharedProtocol(protocol);
         row[5] = sending ? 1 : 0;
         netEv.add(account, ts, row);
       }

@@ -86,8 +86,8 @@ const config = z.object({
 });
 
 type Metric = 'domains' | 'recipients';
-// evidence sample: file, offset, ts, queueId (in bytes: see Samples), external recipients, local recipients
-const SAMPLE_FIELDS = 'snncnn';
+// evidence sample: file, offset, ts, queueId, external recipients, local recipients (queue id in bytes, counts in 32 bits: see Samples)
+const SAMPLE_FIELDS = 'snncii';
 const PACK = 2 ** 21;
 
 export const recipientFanoutDetector = defineDetector({

@@ -387,6 +387,23 @@ describe('Samples', () => {
     expect((a.s as unknown as { long: Map<number, string> }).long.size).toBe(0);
   });
 
+  it('gives back integer (i) fields exactly, also numbers that are not 32-bit integers', () => {
+    const s = new Samples({ ttlMs: 60_000, maxKeys: 2, size: 3, fields: 'in' });
+    const vals = [0, 1, -1, 2 ** 31 - 1, -(2 ** 31), 2 ** 31, 1.5, -0, Number.NaN, 1e300, 7];
+    for (let i = 0; i < vals.length; i++) s.add('k', t0 + i, [vals[i]!, i]);
+    const got = s.get('k', t0 + 20)!;
+    expect(got.map((r) => r[1])).toEqual([8, 9, 10]);
+    expect(Object.is(got[0]![0], Number.NaN)).toBe(true);
+    expect(got.slice(1).map((r) => r[0])).toEqual([1e300, 7]);
+    for (let i = 0; i < vals.length; i++) {
+      s.add('j', t0 + 100 + i, [vals[i]!, i]);
+      expect(Object.is(s.get('j', t0 + 100 + i)!.at(-1)![0], vals[i])).toBe(true);
+    }
+    // values held aside let go with their key
+    for (let i = 0; i < 10; i++) s.add(`n${i}`, t0 + 200 + i, [1, 1]);
+    expect((s as unknown as { wide: Map<number, number> }).wide.size).toBe(0);
+  });
+
   it("'first-and-newest' keeps how it started and where it is now", () => {
     const s = new Samples({ ttlMs: 60_000, maxKeys: 10, size: 3, fields: 'sn', keep: 'first-and-newest' });
     for (let i = 0; i < 6; i++) s.add('k', t0 + i, [`ip${i}`, i]);

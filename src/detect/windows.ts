@@ -1308,7 +1308,8 @@ export interface SamplesOptions extends Bounds {
    * account's key; pass own() or ScopedStore.shared() copies of views into
    * log lines), `c` a short string of its own (a queue id, an IP), held in
    * bytes: up to 15 characters below U+0100 take 16 bytes and no string
-   * (others are held as given, as `s`).
+   * (others are held as given, as `s`), `i` a number that is usually a
+   * 32-bit integer (a count, a flag): 4 bytes (others are held aside, exact).
    */
   fields: string;
   /** `newest` (default): the last `size` samples; `first-and-newest`: the first size - 1, and the newest in the last place. */
@@ -1322,6 +1323,8 @@ export type SampleRow = readonly (string | number)[];
 const CELL = 16;
 /** Length byte of a `c` cell whose string is in `Samples.long`. */
 const LONG = 255;
+/** An `i` cell whose number is in `Samples.wide`. */
+const WIDE = -0x80000000;
 
 /**
  * Per key, a few evidence samples (file, offset, time, queue id, ...):
@@ -1332,13 +1335,14 @@ const LONG = 255;
 export class Samples extends Keyed {
   private readonly perKey: number;
   private readonly nf: number;
-  /** per field: `n`, `s` or `c` */
+  /** per field: `n`, `s`, `c` or `i` */
   private readonly kind: string[];
   /** per field: its column among the fields of its kind */
   private readonly col: number[];
   private readonly nn: number;
   private readonly ns: number;
   private readonly nc: number;
+  private readonly ni: number;
   private readonly newest: boolean;
   /** last add */
   private t = new Float64Array(0);
@@ -1351,21 +1355,25 @@ export class Samples extends Keyed {
   private bytes = new Uint8Array(0);
   /** `c` values that do not fit a cell, by cell number */
   private readonly long = new Map<number, string>();
+  private ints = new Int32Array(0);
+  /** `i` values that are not 32-bit integers (or are WIDE itself, or -0), by cell number */
+  private readonly wide = new Map<number, number>();
 
   constructor(
     private readonly opts: SamplesOptions,
     table: StringTable = new StringTable(),
   ) {
     super(table, opts.maxKeys, opts.ttlMs);
-    if (!/^[nsc]+$/.test(opts.fields) || !(opts.size >= 1)) throw new Error(`Samples: bad fields '${opts.fields}' or size ${opts.size}`);
+    if (!/^[nsci]+$/.test(opts.fields) || !(opts.size >= 1)) throw new Error(`Samples: bad fields '${opts.fields}' or size ${opts.size}`);
     this.perKey = opts.size;
     this.nf = opts.fields.length;
-    const of = { n: 0, s: 0, c: 0 };
+    const of = { n: 0, s: 0, c: 0, i: 0 };
     this.kind = [...opts.fields];
     this.col = this.kind.map((f) => of[f as keyof typeof of]++);
     this.nn = of.n;
     this.ns = of.s;
     this.nc = of.c;
+    this.ni = of.i;
     this.newest = (opts.keep ?? 'newest') === 'newest';
   }
 
@@ -1375,6 +1383,7 @@ export class Samples extends Keyed {
     this.nxt = grownI32(this.nxt, cap);
     this.nums = grownF64(this.nums, cap * this.perKey * this.nn);
     this.bytes = grownU8(this.bytes, cap * this.perKey * this.nc * CELL);
+    this.ints = grownI32(this.ints, cap * this.perKey * this.ni);
     // filled up front, so the array stays a plain (packed) one however slots
     // are written; built at its size (pushing leaves up to half again spare)
     const n = cap * this.perKey * this.ns;
@@ -1392,6 +1401,10 @@ export class Samples extends Keyed {
     if (this.long.size > 0) {
       const cells = this.perKey * this.nc;
       for (let i = s * cells, e = i + cells; i < e; i++) if (this.bytes[i * CELL] === LONG) this.long.delete(i);
+    }
+    if (this.wide.size > 0) {
+      const cells = this.perKey * this.ni;
+      for (let i = s * cells, e = i + cells; i < e; i++) if (this.ints[i] === WIDE) this.wide.delete(i);
     }
     this.cnt[s] = 0;
   }
@@ -1441,8 +1454,24 @@ export class Samples extends Keyed {
       const c = this.col[f]!;
       if (k === 'n') this.nums[at * this.nn + c] = row[f] as number;
       else if (k === 's') this.strs[at * this.ns + c] = row[f] as string;
-      else this.putShort(at * this.nc + c, row[f] as string);
+      else if (k === 'c') this.putShort(at * this.nc + c, row[f] as string);
+      else this.putInt(at * this.ni + c, row[f] as number);
     }
+  }
+
+  private putInt(cell: number, v: number): void {
+    if (this.ints[cell] === WIDE) this.wide.delete(cell);
+    if ((v | 0) === v && v !== WIDE && !Object.is(v, -0)) {
+      this.ints[cell] = v;
+    } else {
+      this.ints[cell] = WIDE;
+      this.wide.set(cell, v);
+    }
+  }
+
+  private int(cell: number): number {
+    const v = this.ints[cell]!;
+    return v === WIDE ? this.wide.get(cell)! : v;
   }
 
   private putShort(cell: number, v: string): void {
@@ -1481,7 +1510,7 @@ export class Samples extends Keyed {
       for (let f = 0; f < this.nf; f++) {
         const k = this.kind[f];
         const c = this.col[f]!;
-        r.push(k === 'n' ? this.nums[at * this.nn + c]! : k === 's' ? this.strs[at * this.ns + c]! : this.short(at * this.nc + c));
+        r.push(k === 'n' ? this.nums[at * this.nn + c]! : k === 's' ? this.strs[at * this.ns + c]! : k === 'c' ? this.short(at * this.nc + c) : this.int(at * this.ni + c));
       }
       out.push(r);
     }
