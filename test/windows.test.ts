@@ -387,6 +387,30 @@ describe('Samples', () => {
     expect((a.s as unknown as { long: Map<number, string> }).long.size).toBe(0);
   });
 
+  it('holds shared (s) strings once in the store, one reference per sample, let go when overwritten or dropped', () => {
+    const store = new WindowStore();
+    const s = store.scope('d').samples('s', { ttlMs: 60_000, maxKeys: 2, size: 2, fields: 'sn' });
+    const c = store.scope('d').counter('c', { windowMs: 60_000, maxKeys: 10 });
+    c.add('mail.log', t0); // the file name is also some key
+    for (let i = 0; i < 5; i++) s.add('k', t0 + i, [i < 3 ? 'mail.log' : `other${i}.log`, i]);
+    expect(s.get('k', t0 + 5)).toEqual([
+      ['other3.log', 3],
+      ['other4.log', 4],
+    ]);
+    expect(store.strings.size).toBe(4); // mail.log, k, other3.log, other4.log
+    s.add('j', t0 + 6, ['mail.log', 6]);
+    s.add('m', t0 + 7, ['mail.log', 7]); // evicts k (maxKeys 2, after the batch overshoot of 1)
+    s.add('n', t0 + 8, ['mail.log', 8]);
+    expect(s.get('k', t0 + 8)).toBeUndefined();
+    expect(store.strings.find('other3.log')).toBe(-1);
+    c.reset('mail.log');
+    expect(store.strings.find('mail.log')).toBeGreaterThanOrEqual(0); // still in samples
+    expect(s.get('n', t0 + 200_000)).toBeUndefined(); // expired: dropped
+    s.add('z', t0 + 400_000, ['x', 1]); // sweeps what expired
+    for (const k of ['j', 'm']) s.get(k, t0 + 400_000);
+    expect(store.strings.find('mail.log')).toBe(-1);
+  });
+
   it('gives back integer (i) fields exactly, also numbers that are not 32-bit integers', () => {
     const s = new Samples({ ttlMs: 60_000, maxKeys: 2, size: 3, fields: 'in' });
     const vals = [0, 1, -1, 2 ** 31 - 1, -(2 ** 31), 2 ** 31, 1.5, -0, Number.NaN, 1e300, 7];

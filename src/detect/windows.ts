@@ -1304,9 +1304,9 @@ export interface SamplesOptions extends Bounds {
   size: number;
   /**
    * The fields of a sample, one letter each: `n` a number, `s` a string
-   * held as given (for strings shared with other state: a file name, the
-   * account's key; pass own() or ScopedStore.shared() copies of views into
-   * log lines), `c` a short string of its own (a queue id, an IP), held in
+   * shared with other state or samples (a file name, the account's key),
+   * held once in the store's StringTable and by its 4-byte id in the
+   * sample, `c` a short string of its own (a queue id, an IP), held in
    * bytes: up to 15 characters below U+0100 take 16 bytes and no string
    * (others are held as given, as `s`), `i` a number that is usually a
    * 32-bit integer (a count, a flag): 4 bytes (others are held aside, exact).
@@ -1328,9 +1328,9 @@ const WIDE = -0x80000000;
 
 /**
  * Per key, a few evidence samples (file, offset, time, queue id, ...):
- * numbers in a typed array, short strings in a byte array and other
- * strings in one array for the whole structure, instead of an array (with
- * boxed times) per key.
+ * numbers, short strings (as bytes) and shared strings (as StringTable
+ * ids) in typed arrays for the whole structure, instead of an array (with
+ * boxed times and a pointer per string) per key.
  */
 export class Samples extends Keyed {
   private readonly perKey: number;
@@ -1350,7 +1350,8 @@ export class Samples extends Keyed {
   /** next place to write (newest: ring position) */
   private nxt = new Int32Array(0);
   private nums = new Float64Array(0);
-  private strs: (string | undefined)[] = [];
+  /** `s` cells: ids in the store's StringTable (one reference each), -1 for none */
+  private sids = new Int32Array(0);
   /** `c` cells, CELL bytes each */
   private bytes = new Uint8Array(0);
   /** `c` values that do not fit a cell, by cell number */
@@ -1384,11 +1385,9 @@ export class Samples extends Keyed {
     this.nums = grownF64(this.nums, cap * this.perKey * this.nn);
     this.bytes = grownU8(this.bytes, cap * this.perKey * this.nc * CELL);
     this.ints = grownI32(this.ints, cap * this.perKey * this.ni);
-    // filled up front, so the array stays a plain (packed) one however slots
-    // are written; built at its size (pushing leaves up to half again spare)
-    const n = cap * this.perKey * this.ns;
-    const old = this.strs;
-    if (old.length < n) this.strs = Array.from({ length: n }, (_, i) => (i < old.length ? old[i] : undefined));
+    const from = this.sids.length;
+    this.sids = grownI32(this.sids, cap * this.perKey * this.ns);
+    this.sids.fill(-1, from);
   }
 
   protected expired(s: number, limit: number): boolean {
@@ -1397,7 +1396,13 @@ export class Samples extends Keyed {
 
   protected drop(s: number): void {
     const per = this.perKey * this.ns;
-    for (let i = s * per, e = i + per; i < e; i++) this.strs[i] = undefined;
+    for (let i = s * per, e = i + per; i < e; i++) {
+      const id = this.sids[i]!;
+      if (id >= 0) {
+        this.table.release(id);
+        this.sids[i] = -1;
+      }
+    }
     if (this.long.size > 0) {
       const cells = this.perKey * this.nc;
       for (let i = s * cells, e = i + cells; i < e; i++) if (this.bytes[i * CELL] === LONG) this.long.delete(i);
@@ -1453,10 +1458,17 @@ export class Samples extends Keyed {
       const k = this.kind[f];
       const c = this.col[f]!;
       if (k === 'n') this.nums[at * this.nn + c] = row[f] as number;
-      else if (k === 's') this.strs[at * this.ns + c] = row[f] as string;
+      else if (k === 's') this.putShared(at * this.ns + c, row[f] as string);
       else if (k === 'c') this.putShort(at * this.nc + c, row[f] as string);
       else this.putInt(at * this.ni + c, row[f] as number);
     }
+  }
+
+  private putShared(cell: number, v: string): void {
+    const id = this.table.acquire(v); // before the release: the same string again keeps its entry
+    const old = this.sids[cell]!;
+    if (old >= 0) this.table.release(old);
+    this.sids[cell] = id;
   }
 
   private putInt(cell: number, v: number): void {
@@ -1510,7 +1522,7 @@ export class Samples extends Keyed {
       for (let f = 0; f < this.nf; f++) {
         const k = this.kind[f];
         const c = this.col[f]!;
-        r.push(k === 'n' ? this.nums[at * this.nn + c]! : k === 's' ? this.strs[at * this.ns + c]! : k === 'c' ? this.short(at * this.nc + c) : this.int(at * this.ni + c));
+        r.push(k === 'n' ? this.nums[at * this.nn + c]! : k === 's' ? this.table.str(this.sids[at * this.ns + c]!) : k === 'c' ? this.short(at * this.nc + c) : this.int(at * this.ni + c));
       }
       out.push(r);
     }
