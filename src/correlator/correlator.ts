@@ -64,6 +64,9 @@ interface Entry {
   lastTs: number;
   /** qmgr has seen it (a `client=` after this is a reused id). */
   active: boolean;
+  /** Neighbours in the least-recently-touched list (see Correlator.lruHead). */
+  older: Entry | undefined;
+  newer: Entry | undefined;
 }
 
 interface Root {
@@ -86,6 +89,15 @@ export function isLoopback(ip: string): boolean {
 export class Correlator {
   readonly stats: CorrelatorStats = { open: 0, peakOpen: 0, emitted: 0, shed: 0, expiredIdle: 0, linked: 0 };
   private readonly entries = new Map<string, Entry>();
+  /**
+   * Open entries in least-recently-touched order, as a linked list through
+   * the entries themselves. Why not the Map's own insertion order (delete +
+   * set on every touch): each such pair makes V8 rebuild the Map's table in
+   * the old generation now and then, which was hundreds of MB of garbage over
+   * a million messages. The Map is only written when a queue id opens or closes.
+   */
+  private lruHead: Entry | undefined;
+  private lruTail: Entry | undefined;
   /** Finished re-injected messages waiting for their parent link, by first hop key, in deadline order. */
   private readonly waiting = new Map<string, { root: Root; deadline: number }>();
   private watermark = 0;
@@ -160,7 +172,7 @@ export class Correlator {
   flush(): void {
     for (const w of this.waiting.values()) if (!w.root.done) this.emit(w.root, w.root.msg.end);
     this.waiting.clear();
-    for (const en of [...this.entries.values()]) {
+    for (const en of this.inLruOrder()) {
       if (!en.root.done) this.finish(en.root, 'flush');
     }
   }
@@ -195,7 +207,7 @@ export class Correlator {
       return i;
     };
     const entries: [number, number][] = [];
-    for (const en of this.entries.values()) entries.push([ref(en.root), en.root.entries.indexOf(en)]);
+    for (const en of this.inLruOrder()) entries.push([ref(en.root), en.root.entries.indexOf(en)]);
     const waiting: [string, number, number][] = [];
     for (const [key, w] of this.waiting) waiting.push([key, ref(w.root), w.deadline]);
     return { v: 1, roots, entries, waiting, watermark: this.watermark, lastSweep: this.lastSweep, stats: { ...this.stats } };
@@ -209,14 +221,18 @@ export class Correlator {
       for (const rc of structuredClone(r.recipients)) root.recipients.set(rc.address, rc);
       // entries[i].hop and msg.hops[i] are one object, as when the hops were merged.
       r.entries.forEach(([key, host, queueId, lastTs, active], i) => {
-        root.entries.push({ key, host, queueId, root, hop: msg.hops[i] ?? { queueId }, lastTs, active });
+        root.entries.push({ key, host, queueId, root, hop: msg.hops[i] ?? { queueId }, lastTs, active, older: undefined, newer: undefined });
       });
       return root;
     });
     this.entries.clear();
+    this.lruHead = this.lruTail = undefined;
     for (const [ri, ei] of s.entries) {
       const en = roots[ri]?.entries[ei];
-      if (en) this.entries.set(en.key, en);
+      if (en) {
+        this.entries.set(en.key, en);
+        this.lruAppend(en);
+      }
     }
     this.waiting.clear();
     for (const [key, ri, deadline] of s.waiting) {
@@ -328,7 +344,7 @@ export class Correlator {
     const en = this.entries.get(key);
     if (!en) return;
     en.lastTs = ts;
-    this.entries.delete(key);
+    this.close(en);
     this.stats.open = this.entries.size;
     const root = en.root;
     root.live--;
@@ -417,15 +433,16 @@ export class Correlator {
         src,
       };
       const root: Root = { msg, live: 1, entries: [], recipients: new Map(), done: false };
-      en = { key, host, queueId, root, hop, lastTs: ts, active: false };
+      en = { key, host, queueId, root, hop, lastTs: ts, active: false, older: undefined, newer: undefined };
       root.entries.push(en);
       entries.set(key, en);
+      this.lruAppend(en);
       if (entries.size > this.stats.peakOpen) this.stats.peakOpen = entries.size;
       if (entries.size > this.maxEntries) this.shedOldest();
-    } else {
-      // Keep the Map in least-recently-touched order for expiry and shedding.
-      entries.delete(key);
-      entries.set(key, en);
+    } else if (en !== this.lruTail) {
+      // Least-recently-touched order, for expiry and shedding.
+      this.lruUnlink(en);
+      this.lruAppend(en);
     }
     this.stats.open = entries.size;
     en.lastTs = ts;
@@ -461,7 +478,7 @@ export class Correlator {
   /** Finish a message early (idle, shed, reused, flush): emit it incomplete, free its hops. */
   private finish(root: Root, end: MessageEnd): void {
     for (const en of root.entries) {
-      if (this.entries.get(en.key) === en) this.entries.delete(en.key);
+      if (this.entries.get(en.key) === en) this.close(en);
     }
     this.stats.open = this.entries.size;
     root.msg.complete = false;
@@ -478,8 +495,37 @@ export class Correlator {
     this.sink(m);
   }
 
+  /** Forget an open queue id (its Map entry and its place in the LRU list). */
+  private close(en: Entry): void {
+    this.entries.delete(en.key);
+    this.lruUnlink(en);
+  }
+
+  private lruAppend(en: Entry): void {
+    en.older = this.lruTail;
+    en.newer = undefined;
+    if (this.lruTail !== undefined) this.lruTail.newer = en;
+    else this.lruHead = en;
+    this.lruTail = en;
+  }
+
+  private lruUnlink(en: Entry): void {
+    if (en.older !== undefined) en.older.newer = en.newer;
+    else if (this.lruHead === en) this.lruHead = en.newer;
+    if (en.newer !== undefined) en.newer.older = en.older;
+    else if (this.lruTail === en) this.lruTail = en.older;
+    en.older = en.newer = undefined;
+  }
+
+  /** Open entries, least recently touched first (a copy: callers may close them). */
+  private inLruOrder(): Entry[] {
+    const out: Entry[] = [];
+    for (let en = this.lruHead; en !== undefined; en = en.newer) out.push(en);
+    return out;
+  }
+
   private shedOldest(): void {
-    const oldest = this.entries.values().next().value;
+    const oldest = this.lruHead;
     if (oldest === undefined) return;
     this.stats.shed++;
     this.finish(oldest.root, 'shed');
@@ -489,14 +535,15 @@ export class Correlator {
   private sweep(): void {
     this.lastSweep = this.watermark;
     const limit = this.watermark - this.idleMs;
-    for (const en of this.entries.values()) {
-      if (en.lastTs >= limit) break;
+    for (let en = this.lruHead; en !== undefined && en.lastTs < limit; en = this.lruHead) {
       if (en.root.done) {
-        this.entries.delete(en.key);
+        this.close(en);
         continue;
       }
       this.stats.expiredIdle++;
       this.finish(en.root, 'idle');
+      // finish() closes every open hop of the root; this one too, unless it was not the root's.
+      if (this.lruHead === en) this.close(en);
     }
     for (const [key, x] of this.waiting) {
       if (x.deadline > this.watermark) break;
