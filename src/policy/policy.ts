@@ -80,19 +80,19 @@ class Kept {
     /** Its earliest evidence line (when what it reports began), at most ts. */
     readonly start: number,
     readonly detector: string,
-    /** Shared between findings with the same signals (see sharedSignals); never mutated. */
+    /** Shared between findings with the same signals (see SignalLists); never mutated. */
     readonly signals: readonly Signal[],
     readonly score: number,
     /** See textOf: a string to parse, or the summary and evidence as they came. */
     private readonly text: string | readonly [string, Finding['evidence']],
   ) {}
 
-  static of(f: Finding, start: number): Kept {
-    return new Kept(f.ts, start, f.detector, sharedSignals(f.signals), f.score, textOf(f.summary, f.evidence.slice(-KEPT_EVIDENCE)));
+  static of(f: Finding, start: number, lists: SignalLists): Kept {
+    return new Kept(f.ts, start, f.detector, lists.shared(f.signals), f.score, textOf(f.summary, f.evidence.slice(-KEPT_EVIDENCE)));
   }
 
-  static fromRef(r: FindingRef): Kept {
-    return new Kept(r.ts, r.start ?? r.ts, r.detector, sharedSignals(r.signals), r.score, textOf(r.summary, r.evidence));
+  static fromRef(r: FindingRef, lists: SignalLists): Kept {
+    return new Kept(r.ts, r.start ?? r.ts, r.detector, lists.shared(r.signals), r.score, textOf(r.summary, r.evidence));
   }
 
   get summary(): string {
@@ -161,17 +161,19 @@ function jsonNumber(n: unknown): boolean {
 }
 
 /** One array per distinct list of signals (a handful exist), not one per finding. */
-const signalLists = new Map<string, readonly Signal[]>();
-const MAX_SIGNAL_LISTS = 1024;
+class SignalLists {
+  private readonly lists = new Map<string, readonly Signal[]>();
+  private static readonly MAX = 1024;
 
-function sharedSignals(signals: readonly Signal[]): readonly Signal[] {
-  const k = signals.join(',');
-  let l = signalLists.get(k);
-  if (l === undefined) {
-    l = [...signals];
-    if (signalLists.size < MAX_SIGNAL_LISTS) signalLists.set(k, l);
+  shared(signals: readonly Signal[]): readonly Signal[] {
+    const k = signals.join(',');
+    let l = this.lists.get(k);
+    if (l === undefined) {
+      l = [...signals];
+      if (this.lists.size < SignalLists.MAX) this.lists.set(k, l);
+    }
+    return l;
   }
-  return l;
 }
 
 interface EntityState {
@@ -189,6 +191,8 @@ const MAX_ENTITIES = 200_000;
 export class Policy {
   private readonly entities = new Map<string, EntityState>();
   private lockTimes: number[] = [];
+  /** Kept findings share one array per distinct list of signals (a handful exist). */
+  private readonly signalLists = new SignalLists();
   private readonly allowAccounts: Set<string>;
   private readonly allowIps: Set<string>;
   private readonly allowCidrs: ReturnType<typeof parseCidrs>;
@@ -219,7 +223,7 @@ export class Policy {
     let start = f.ts;
     for (const e of f.evidence) if (e.ts < start) start = e.ts;
     // concat: an array of its length (a push onto [] reserves 17 places; most accounts have one finding)
-    st.findings = st.findings.filter((x) => x.ts >= since).concat([Kept.of(f, start)]);
+    st.findings = st.findings.filter((x) => x.ts >= since).concat([Kept.of(f, start, this.signalLists)]);
     if (st.findings.length > MAX_FINDINGS_PER_ENTITY) st.findings.shift();
 
     const { score, signalsSeen, detectors, pair } = this.risk(st.findings);
@@ -415,7 +419,7 @@ export class Policy {
   restore(s: unknown): void {
     const d = s as { entities: [string, Omit<EntityState, 'findings'> & { findings: FindingRef[] }][]; lockTimes: number[] };
     this.entities.clear();
-    for (const [k, v] of d.entities) this.entities.set(k, { ...v, findings: v.findings.map((f) => Kept.fromRef(f)), lastAlertTs: v.lastAlertTs ?? -Infinity });
+    for (const [k, v] of d.entities) this.entities.set(k, { ...v, findings: v.findings.map((f) => Kept.fromRef(f, this.signalLists)), lastAlertTs: v.lastAlertTs ?? -Infinity });
     this.lockTimes = d.lockTimes;
   }
 }
