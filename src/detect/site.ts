@@ -69,6 +69,10 @@ function inCidrs(ip: string, cidrs: readonly Cidr[]): boolean {
 
 /** The /24 (IPv4) or /48 (IPv6) a client address belongs to: "the same network". */
 export function networkOf(ip: string): string {
+  // Most logins come from a plain dotted quad: its /24 is its first three
+  // octets, without building an ipaddr object for every login.
+  const lastDot = canonicalIpv4LastDot(ip);
+  if (lastDot > 0) return ip.slice(0, lastDot) + '.0/24';
   const a = parseIp(ip);
   if (!a) return ip;
   if (a.kind() === 'ipv4') {
@@ -77,6 +81,37 @@ export function networkOf(ip: string): string {
   }
   const p = (a as ipaddr.IPv6).parts;
   return `${(p[0] ?? 0).toString(16)}:${(p[1] ?? 0).toString(16)}:${(p[2] ?? 0).toString(16)}::/48`;
+}
+
+/**
+ * Index of the last dot when `ip` is an IPv4 address in canonical form (four
+ * decimal octets 0-255, no leading zeros, nothing else), else -1. Forms that
+ * ipaddr.js reads differently (octal `010`, hex, fewer parts) take its path.
+ */
+function canonicalIpv4LastDot(ip: string): number {
+  const n = ip.length;
+  if (n < 7 || n > 15) return -1;
+  let parts = 0;
+  let digits = 0;
+  let value = 0;
+  let lastDot = -1;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? ip.charCodeAt(i) : 46; // a dot after the end closes the last octet
+    if (c === 46) {
+      if (digits === 0 || value > 255) return -1;
+      if (++parts > 4) return -1;
+      if (i < n) lastDot = i;
+      digits = 0;
+      value = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && value === 0) return -1; // leading zero
+      value = value * 10 + (c - 48);
+      digits++;
+    } else {
+      return -1;
+    }
+  }
+  return parts === 4 ? lastDot : -1;
 }
 
 export function domainOf(addr: string): string {
