@@ -26,7 +26,6 @@ import type { Message, Recipient } from '../src/correlator/message.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
 import { passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
-import { own } from '../src/detect/windows.js';
 import { fmtMs } from './volume-util.js';
 
 const config = z.object({
@@ -123,17 +122,17 @@ export const bounceRatioDetector = defineDetector({
     function remember(key: string, ts: number, m: Message, bad: number, total: number, f1: number, f2: number): void {
       const a = m.recipients[f1]!;
       const b = f2 >= 0 ? m.recipients[f2] : undefined;
-      // strings kept for an hour: copies, not views into their log lines
+      // the samples store copy what they keep (never views into log lines)
       row[0] = m.src.file;
       row[1] = m.src.offset;
       row[2] = m.firstTs;
-      row[3] = own(m.queueId);
+      row[3] = m.queueId;
       row[4] = bad;
       row[5] = total;
-      row[6] = store.shared(a.address);
-      row[7] = own(dsnOf(a));
-      row[8] = b !== undefined ? store.shared(b.address) : '';
-      row[9] = b !== undefined ? own(dsnOf(b)) : '';
+      row[6] = a.address;
+      row[7] = dsnOf(a);
+      row[8] = b !== undefined ? b.address : '';
+      row[9] = b !== undefined ? dsnOf(b) : '';
       ring.add(key, ts, row);
     }
 

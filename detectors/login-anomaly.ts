@@ -25,7 +25,7 @@ import type { Source } from '../src/core/record.js';
 import type { Event } from '../src/core/events.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
 import { networkOf } from '../src/detect/site.js';
-import { own, type ValueCodec } from '../src/detect/windows.js';
+import type { ValueCodec } from '../src/detect/windows.js';
 import { clampScore, evidence, fmtDuration, normAccount, passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 
@@ -63,12 +63,10 @@ interface History {
  * Evidence samples of an account's new networks, kept compactly (no note
  * string per login; the note is built when a finding is emitted), the first
  * MAX_SAMPLES - 1 and the newest: file, offset, ts, ip, protocol, sending (0/1);
- * the IP in bytes, the protocol one shared string (see protocols), the flag
+ * the IP in bytes, the protocol once in the store's string table, the flag
  * in 32 bits (see Samples).
  */
 const SAMPLE_FIELDS = 'snncsi';
-/** Protocol names shared (a handful: imap, pop3, submission, ...); past this many, each sample holds its own copy. */
-const MAX_PROTOCOLS = 64;
 const MAX_SAMPLES = 8;
 type SampleRows = (string | number)[][];
 
@@ -136,16 +134,6 @@ export const loginAnomalyDetector = defineDetector({
     const recentNets = store.distinct('networks', { windowMs: cfg.networksWindowMs, maxKeys, maxPerKey: Math.max(32, cfg.minNetworks * 4), codec: ipv4NetworkCodec });
     const netEv = store.samples('network-evidence', { ttlMs: cfg.networksWindowMs, maxKeys, size: MAX_SAMPLES, fields: SAMPLE_FIELDS, keep: 'first-and-newest' });
     const row: (string | number)[] = ['', 0, 0, '', '', 0]; // reused: no allocation per login
-    const protocols = new Map<string, string>();
-    // one copy per protocol name for all samples, instead of a string per login
-    const sharedProtocol = (p: string): string => {
-      let s = protocols.get(p);
-      if (s === undefined) {
-        s = own(p);
-        if (protocols.size < MAX_PROTOCOLS) protocols.set(s, s);
-      }
-      return s;
-    };
     // only counted and tested, never listed: hashes, not the networks (30 days of them per account)
     const known = store.distinct('known', { windowMs: cfg.knownNetworksMs, maxKeys, maxPerKey: cfg.maxNetworksPerAccount, keepValues: false });
     const history = store.recent<History>('history', { ttlMs: cfg.knownNetworksMs, maxKeys });
@@ -202,8 +190,8 @@ export const loginAnomalyDetector = defineDetector({
         row[0] = src.file;
         row[1] = src.offset;
         row[2] = ts;
-        row[3] = store.shared(ip); // not a view into its log line
-        row[4] = sharedProtocol(protocol);
+        row[3] = ip;
+        row[4] = protocol;
         row[5] = sending ? 1 : 0;
         netEv.add(account, ts, row);
       }

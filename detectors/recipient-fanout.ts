@@ -43,7 +43,7 @@
 import { z } from 'zod';
 import type { Evidence, Finding } from '../src/detect/finding.js';
 import { domainOf } from '../src/detect/site.js';
-import { own, type BaselineView } from '../src/detect/windows.js';
+import type { BaselineView } from '../src/detect/windows.js';
 import { passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs, gradeRatio, learnedThreshold, round1, unlearn } from './volume-util.js';
@@ -168,7 +168,7 @@ export const recipientFanoutDetector = defineDetector({
         row[0] = m.src.file;
         row[1] = m.src.offset;
         row[2] = m.firstTs;
-        row[3] = own(m.queueId);
+        row[3] = m.queueId;
         row[4] = ext;
         row[5] = loc;
         ring.add(key, ts, row);

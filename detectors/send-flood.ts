@@ -52,7 +52,7 @@
  */
 import { z } from 'zod';
 import type { Evidence, Finding } from '../src/detect/finding.js';
-import { own, type BaselineView } from '../src/detect/windows.js';
+import type { BaselineView } from '../src/detect/windows.js';
 import { passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs, gradeRatio, learnedThreshold, unlearn, round1 } from './volume-util.js';
@@ -150,9 +150,9 @@ export const sendFloodDetector = defineDetector({
         row[0] = m.src.file;
         row[1] = m.src.offset;
         row[2] = m.firstTs;
-        row[3] = own(m.queueId);
+        row[3] = m.queueId;
         row[4] = nr;
-        row[5] = m.sender === undefined ? '' : store.shared(m.sender); // usually the account's own key string; never a view into its log line
+        row[5] = m.sender ?? '';
         ring.add(key, ts, row);
 
         // thresholds (see the top comment). The views' mean/std/weight cover

@@ -237,12 +237,6 @@ export class StringTable {
   str(id: number): string {
     return this.strs[id]!;
   }
-
-  /** The held copy of s if there is one (no reference taken), else own(s). */
-  shared(s: string): string {
-    const id = this.find(s);
-    return id >= 0 ? this.strs[id]! : own(s);
-  }
 }
 
 // --- keyed slots ------------------------------------------------------------------
@@ -1501,7 +1495,7 @@ export class Samples extends Keyed {
       }
     }
     b[o] = LONG;
-    this.long.set(cell, v);
+    this.long.set(cell, own(v)); // kept for the sample's life: not a view into its log line
   }
 
   private short(cell: number): string {
@@ -1631,14 +1625,5 @@ export class ScopedStore {
 
   samples(name: string, opts: SamplesOptions): Samples {
     return this.store.register(`${this.prefix}.${name}`, (t) => new Samples(opts, t));
-  }
-
-  /**
-   * A string to keep in a detector's own state (a sample's sender, say):
-   * the store's copy when it holds one (as a key or value of any
-   * structure), else a copy that does not pin its log line (see own()).
-   */
-  shared(s: string): string {
-    return this.store.strings.shared(s);
   }
 }
