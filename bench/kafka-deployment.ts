@@ -109,7 +109,8 @@ export interface Child {
   exited: Promise<number | null>;
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port free on loopback right now (the bench's children and the real-service tests listen on them). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);

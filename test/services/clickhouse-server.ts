@@ -6,9 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../bench/kafka-deployment.js';
 import { createClickhouseClient, type ChClient } from '../../src/clickhouse/client.js';
 import { sqlIdentifier } from '../../src/clickhouse/escape.js';
 import { clickhouseSchema, type ClickhouseConfig } from '../../src/config/distributed.js';
@@ -36,17 +36,7 @@ export async function dropDatabase(client: ChClient, database: string): Promise<
   await client.command(`DROP DATABASE IF EXISTS ${sqlIdentifier(database)}`);
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** A user with a password full of characters that need care, on private servers. */
 export const PRIVATE_USER = 'fgauth';
