@@ -20,16 +20,16 @@ import { parseCidrs } from '../detect/site.js';
 import { compromiseSignals, volumeSignals, type Finding, type Signal } from '../detect/finding.js';
 import type { PolicyConfig } from './config.js';
 import { own } from '../detect/windows.js';
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import ipaddr from 'ipaddr.js';
+import { KeptStore, type DecisionAction, type EntityFlags, type FindingRef, type Kept } from './kept.js';
+
+export type { DecisionAction } from './kept.js';
 
 function fmtDelay(ms: number): string {
   if (ms < 1000) return 'along with'; // also a volume finding a little before a forged-sender one about the same messages
   if (ms < 120_000) return `${Math.round(ms / 1000)} s after`;
   return `${Math.round(ms / 60_000)} min after`;
 }
-
-export type DecisionAction = 'none' | 'alert' | 'lock';
 
 export interface Decision {
   type: 'decision';
@@ -50,149 +50,15 @@ export interface Decision {
   evidence: Finding['evidence'];
 }
 
-/** A finding as snapshots hold it (and as the policy kept it before `Kept`). */
-interface FindingRef {
-  ts: number;
-  /** Its earliest evidence line (when what it reports began), at most ts. */
-  start?: number;
-  detector: string;
-  signals: Signal[];
-  score: number;
-  summary: string;
-  evidence: Finding['evidence'];
-}
+const MAX_FINDINGS_PER_ENTITY = 20;
+const MAX_ENTITIES = 200_000;
 
 /** Evidence kept per finding (the newest). */
 const KEPT_EVIDENCE = 3;
 
-/**
- * What the policy keeps of a finding: the numbers it scores on, and its text
- * (summary and newest evidence) as one deflated JSON string, read back only
- * when a decision is written. With 100,000 accounts holding a finding each,
- * an object per evidence line (its note a concatenated string) and a
- * summary string tree per finding cost ~2 KB per account; the JSON is
- * ~550 bytes, deflated ~250 (deflating costs ~10 µs per finding; findings
- * are rare next to log lines).
- */
-class Kept {
-  constructor(
-    readonly ts: number,
-    /** Its earliest evidence line (when what it reports began), at most ts. */
-    readonly start: number,
-    readonly detector: string,
-    /** Shared between findings with the same signals (see SignalLists); never mutated. */
-    readonly signals: readonly Signal[],
-    readonly score: number,
-    /** See textOf: a string to parse, or the summary and evidence as they came. */
-    private readonly text: string | readonly [string, Finding['evidence']],
-  ) {}
-
-  static of(f: Finding, start: number, lists: SignalLists): Kept {
-    return new Kept(f.ts, start, f.detector, lists.shared(f.signals), f.score, textOf(f.summary, f.evidence.slice(-KEPT_EVIDENCE)));
-  }
-
-  static fromRef(r: FindingRef, lists: SignalLists): Kept {
-    return new Kept(r.ts, r.start ?? r.ts, r.detector, lists.shared(r.signals), r.score, textOf(r.summary, r.evidence));
-  }
-
-  get summary(): string {
-    return typeof this.text === 'string' ? (JSON.parse(unpack(this.text)) as [string])[0] : this.text[0];
-  }
-
-  /** A fresh copy of its evidence. */
-  get evidence(): Finding['evidence'] {
-    if (typeof this.text !== 'string') return this.text[1].map((e) => ({ ...e }));
-    const rows = (JSON.parse(unpack(this.text)) as [string, EvidenceRow[]])[1];
-    return rows.map((r) => (r.length === 3 ? { file: r[0], offset: r[1], ts: r[2] } : { file: r[0], offset: r[1], ts: r[2], note: r[3] }));
-  }
-
-  ref(): FindingRef {
-    return { ts: this.ts, start: this.start, detector: this.detector, signals: [...this.signals], score: this.score, summary: this.summary, evidence: this.evidence };
-  }
-}
-
-/** An evidence line as [file, offset, ts] or [file, offset, ts, note]. */
-type EvidenceRow = [string, number, number] | [string, number, number, string];
-
-/**
- * The text of a finding as deflated JSON, [summary, EvidenceRow[]] (see pack),
- * when reading it back gives the same values in the same shape: evidence
- * objects of exactly {file, offset, ts} or {file, offset, ts, note}, in
- * that order, with finite numbers (JSON has no NaN, Infinity or -0). Else
- * (never from the detectors) the summary and evidence are kept as they came.
- */
-function textOf(summary: string, evidence: Finding['evidence']): string | readonly [string, Finding['evidence']] {
-  const rows: EvidenceRow[] = [];
-  for (const e of evidence) {
-    const keys = Object.keys(e);
-    const n = keys.length;
-    const exact =
-      (n === 3 || (n === 4 && keys[3] === 'note' && typeof e.note === 'string')) &&
-      keys[0] === 'file' &&
-      keys[1] === 'offset' &&
-      keys[2] === 'ts' &&
-      typeof e.file === 'string' &&
-      jsonNumber(e.offset) &&
-      jsonNumber(e.ts);
-    if (!exact) return [summary, evidence];
-    rows.push(n === 3 ? [e.file, e.offset, e.ts] : [e.file, e.offset, e.ts, e.note!]);
-  }
-  return pack(JSON.stringify([summary, rows]));
-}
-
-// Small window and hash: the texts are short, and a deflate stream's state is allocated per call.
-const DEFLATE = { level: 1, memLevel: 1, windowBits: 10 };
-
-/**
- * Deflated, as a one-byte string (flat, one character per byte). The JSON
- * is well-formed UTF-16 (JSON.stringify escapes lone surrogates), so its
- * UTF-8 bytes read back exactly.
- */
-function pack(json: string): string {
-  return deflateRawSync(json, DEFLATE).toString('latin1');
-}
-
-function unpack(s: string): string {
-  return inflateRawSync(Buffer.from(s, 'latin1'), { windowBits: DEFLATE.windowBits }).toString('utf8');
-}
-
-function jsonNumber(n: unknown): boolean {
-  return typeof n === 'number' && Number.isFinite(n) && !Object.is(n, -0);
-}
-
-/** One array per distinct list of signals (a handful exist), not one per finding. */
-class SignalLists {
-  private readonly lists = new Map<string, readonly Signal[]>();
-  private static readonly MAX = 1024;
-
-  shared(signals: readonly Signal[]): readonly Signal[] {
-    const k = signals.join(',');
-    let l = this.lists.get(k);
-    if (l === undefined) {
-      l = [...signals];
-      if (this.lists.size < SignalLists.MAX) this.lists.set(k, l);
-    }
-    return l;
-  }
-}
-
-interface EntityState {
-  findings: Kept[];
-  locked: boolean;
-  lastAlertTs: number;
-  lastAction: DecisionAction;
-  /** A lock was warranted but the budget held it back (alerted once). */
-  lockBlocked?: boolean;
-}
-
-const MAX_FINDINGS_PER_ENTITY = 20;
-const MAX_ENTITIES = 200_000;
-
 export class Policy {
-  private readonly entities = new Map<string, EntityState>();
+  private readonly entities = new KeptStore(MAX_ENTITIES);
   private lockTimes: number[] = [];
-  /** Kept findings share one array per distinct list of signals (a handful exist). */
-  private readonly signalLists = new SignalLists();
   private readonly allowAccounts: Set<string>;
   private readonly allowIps: Set<string>;
   private readonly allowCidrs: ReturnType<typeof parseCidrs>;
@@ -209,31 +75,23 @@ export class Policy {
     const entity = account !== undefined ? { kind: 'account' as const, id: account } : { kind: 'ip' as const, id: f.entity.id };
     // flat, owned: a cons of a view into the log line would keep the line as long as the entity
     const key = own(`${entity.kind}:${entity.id}`);
-    let st = this.entities.get(key);
-    if (!st) {
-      st = { findings: [], locked: false, lastAlertTs: -Infinity, lastAction: 'none' };
-      if (this.entities.size >= MAX_ENTITIES) {
-        const oldest = this.entities.keys().next().value;
-        if (oldest !== undefined) this.entities.delete(oldest);
-      }
-    }
-    this.entities.delete(key);
-    this.entities.set(key, st);
+    const e = this.entities.touch(key);
     const since = f.ts - this.cfg.correlationWindowMs;
     let start = f.ts;
-    for (const e of f.evidence) if (e.ts < start) start = e.ts;
-    // concat: an array of its length (a push onto [] reserves 17 places; most accounts have one finding)
-    st.findings = st.findings.filter((x) => x.ts >= since).concat([Kept.of(f, start, this.signalLists)]);
-    if (st.findings.length > MAX_FINDINGS_PER_ENTITY) st.findings.shift();
+    for (const x of f.evidence) if (x.ts < start) start = x.ts;
+    const findings = this.entities.findings(e).filter((x) => x.ts >= since);
+    findings.push(this.entities.add({ ts: f.ts, start, detector: f.detector, signals: f.signals, score: f.score, summary: f.summary, evidence: f.evidence.slice(-KEPT_EVIDENCE) }));
+    if (findings.length > MAX_FINDINGS_PER_ENTITY) this.entities.discard(findings.shift()!);
+    this.entities.setFindings(e, findings);
+    const st = this.entities.flags(e);
 
-    const { score, signalsSeen, detectors, pair } = this.risk(st.findings);
+    const { score, signalsSeen, detectors, pair } = this.risk(findings);
     // Decided when the newest evidence is known: a late finding (an active DNS
     // answer) carries the older time of the login it is about.
     let now = f.ts;
-    for (const x of st.findings) if (x.ts > now) now = x.ts;
+    for (const x of findings) if (x.ts > now) now = x.ts;
     const reasons: string[] = [];
     const ip = f.ip ?? (f.entity.kind === 'ip' ? f.entity.id : undefined);
-    const findings = st.findings;
     const base = {
       type: 'decision' as const,
       ...(account !== undefined ? { account } : {}),
@@ -251,15 +109,15 @@ export class Policy {
     if (allowed) {
       // Recorded once per cooldown so the audit shows what was ignored and why.
       if (now - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
-      st.lastAlertTs = now;
-      return { ...base, evidence: evidence(), action: 'none', hold: false, reasons: [`allowlisted (${allowed})`, ...this.describe(st.findings)] };
+      this.entities.setLastAlertTs(e, now);
+      return { ...base, evidence: evidence(), action: 'none', hold: false, reasons: [`allowlisted (${allowed})`, ...this.describe(findings)] };
     }
 
     // Signal weights are an account's risk. An IP is never locked: it is
     // alerted on when one of its findings is strong enough by itself
     // (spraying, an open relay, a wide mynetworks, SPF spoofing of our domain),
     // whatever those signals weigh towards an account's lock.
-    const ipScore = entity.kind === 'ip' ? Math.max(score, ...st.findings.map((x) => x.score)) : score;
+    const ipScore = entity.kind === 'ip' ? Math.max(score, ...findings.map((x) => x.score)) : score;
     if (entity.kind === 'ip') base.score = ipScore;
     let action: DecisionAction = ipScore >= this.cfg.alertScore ? 'alert' : 'none';
     const hasVolume = signalsSeen.some((s) => volumeSignals.has(s));
@@ -287,40 +145,39 @@ export class Policy {
       // A lock the breaker held back is news even within the alert cooldown.
       const escalates = st.lastAction === 'none' || (lockBlocked && st.lockBlocked !== true);
       if (!escalates && now - st.lastAlertTs < this.cfg.alertCooldownMs) return undefined;
-      st.lastAlertTs = now;
-      if (lockBlocked) st.lockBlocked = true;
+      this.entities.setLastAlertTs(e, now);
+      if (lockBlocked) this.entities.setLockBlocked(e, true);
     } else {
-      st.locked = true;
+      this.entities.setLocked(e, true);
       this.lockTimes.push(now);
     }
-    st.lastAction = action;
+    this.entities.setLastAction(e, action);
     if (pair !== undefined && entity.kind === 'account') reasons.push(pair);
-    reasons.push(...this.describe(st.findings));
+    reasons.push(...this.describe(findings));
     return { ...base, evidence: evidence(), action, hold: action === 'lock' && this.cfg.holdOnLock, reasons };
   }
 
   /** An operator unlocked the account: it may be locked again on new evidence. */
   unlocked(account: string): void {
-    const st = this.entities.get(`account:${account.toLowerCase()}`);
-    if (st) {
-      st.locked = false;
-      st.lastAction = 'none';
-      st.lockBlocked = false;
-      st.findings = [];
+    const e = this.entities.find(`account:${account.toLowerCase()}`);
+    if (e >= 0) {
+      this.entities.setLocked(e, false);
+      this.entities.setLastAction(e, 'none');
+      this.entities.setLockBlocked(e, false);
+      this.entities.setFindings(e, []);
     }
   }
 
   /** An operator locked the account by hand: the policy treats it as locked (never locks it again) until unlocked. */
   lockedByOperator(account: string): void {
-    const key = `account:${account.toLowerCase()}`;
-    const st = this.entities.get(key) ?? { findings: [], locked: false, lastAlertTs: -Infinity, lastAction: 'none' as DecisionAction };
-    st.locked = true;
-    st.lastAction = 'lock';
-    this.entities.set(key, st);
+    const e = this.entities.ensure(`account:${account.toLowerCase()}`);
+    this.entities.setLocked(e, true);
+    this.entities.setLastAction(e, 'lock');
   }
 
   isLocked(account: string): boolean {
-    return this.entities.get(`account:${account.toLowerCase()}`)?.locked === true;
+    const e = this.entities.find(`account:${account.toLowerCase()}`);
+    return e >= 0 && this.entities.flags(e).locked;
   }
 
   /**
@@ -412,14 +269,25 @@ export class Policy {
 
   /** Plain JSON; findings in full (FindingRef), as before they were kept compactly. */
   snapshot(): unknown {
-    const entities = [...this.entities].map(([k, st]) => [k, { ...st, findings: st.findings.map((f) => f.ref()) }]);
+    const entities: [string, EntityFlags & { findings: FindingRef[] }][] = [];
+    for (const [k, e] of this.entities.entries()) entities.push([k, { findings: this.entities.findings(e).map((f) => f.ref()), ...this.entities.flags(e) }]);
     return { entities, lockTimes: this.lockTimes };
   }
 
   restore(s: unknown): void {
-    const d = s as { entities: [string, Omit<EntityState, 'findings'> & { findings: FindingRef[] }][]; lockTimes: number[] };
+    const d = s as { entities: [string, EntityFlags & { findings: FindingRef[] }][]; lockTimes: number[] };
     this.entities.clear();
-    for (const [k, v] of d.entities) this.entities.set(k, { ...v, findings: v.findings.map((f) => Kept.fromRef(f, this.signalLists)), lastAlertTs: v.lastAlertTs ?? -Infinity });
+    for (const [k, v] of d.entities) {
+      const e = this.entities.ensure(k);
+      this.entities.setFindings(
+        e,
+        v.findings.map((f) => this.entities.add({ ...f, start: f.start ?? f.ts })),
+      );
+      this.entities.setLocked(e, v.locked);
+      this.entities.setLastAlertTs(e, v.lastAlertTs ?? -Infinity);
+      this.entities.setLastAction(e, v.lastAction);
+      if (v.lockBlocked !== undefined) this.entities.setLockBlocked(e, v.lockBlocked);
+    }
     this.lockTimes = d.lockTimes;
   }
 }
