@@ -49,6 +49,16 @@ describe('auth-attack', () => {
     expect(authAttackDetector.config.parse({})).toMatchObject({ sprayAccounts: 10, distributedIps: 10, accountFailures: 20, guessFailures: 5 });
   });
 
+  it("restores an IP's last failure from a snapshot of when it was a Recent of {o, t, ev}: the same attempt from another log still counts once", () => {
+    const line = imapFail(60, 'kim@example.com', '45.95.169.20');
+    const t = Date.UTC(2026, 10, 27, 10, 1, 0) + 123;
+    const restore = { 'auth-attack.ip': { v: 2, e: 0, n: t, w: 0, m: [['45.95.169.20', -1000, { o: 'saslauthd||other.log', t: t - 1000, ev: null }]] } };
+    const cfg = { 'auth-attack': { ipFailures: 1 } };
+    const ipBrute = (f: Finding[]) => f.filter((x) => x.entity.kind === 'ip' && x.signals[0] === 'brute-force');
+    expect(ipBrute(detectText([line], { detectors: [authAttackDetector], configs: cfg }).findings)).toHaveLength(1);
+    expect(ipBrute(detectText([line], { detectors: [authAttackDetector], configs: cfg, restore }).findings)).toHaveLength(0);
+  });
+
   it('flags password spraying from one IP over 15 accounts, once', () => {
     const lines: string[] = [];
     for (let i = 0; i < 15; i++) {

@@ -80,12 +80,20 @@ interface Streak {
   ev: Evidence[];
 }
 
-/** Per-IP state: the last counted failure (for merging duplicates) and sample lines. */
-interface IpState {
-  o: string;
-  t: number;
-  ev: Evidence[] | null;
-}
+/**
+ * Per IP, in typed columns (a million IPs' objects were long-lived heap):
+ * the last counted failure, as one sample of (origin: `s`, time: `t`), for
+ * merging duplicates; and, from an IP's second failure on, sample lines as
+ * (file, offset, ts, account or '') in a structure of their own, so one-off
+ * IPs hold none. Snapshots from when both were one Recent of {o, t, ev}
+ * restore the last failure (not its samples).
+ */
+const IP_LAST_FIELDS = 'st';
+const IP_SAMPLE_FIELDS = 'suts';
+const ipLastFromRecent = (v: unknown) => {
+  const st = v as { o?: unknown; t?: unknown };
+  return typeof st.o === 'string' && typeof st.t === 'number' ? [st.o, st.t] : undefined;
+};
 
 const MAX_STREAK_IPS = 16;
 const MAX_EVIDENCE = 6;
@@ -127,7 +135,11 @@ export const authAttackDetector = defineDetector({
     // per IP
     const sprayed = store.distinct('ip-accounts', { windowMs: cfg.sprayWindowMs, maxKeys, maxPerKey: Math.max(64, cfg.sprayAccounts * 4) });
     const ipFails = store.counter('ip-failures', { windowMs: cfg.ipWindowMs, maxKeys });
-    const ipState = store.recent<IpState>('ip', { ttlMs: Math.max(cfg.sprayWindowMs, cfg.ipWindowMs), maxKeys });
+    const ipTtlMs = Math.max(cfg.sprayWindowMs, cfg.ipWindowMs);
+    const ipLast = store.samples('ip', { ttlMs: ipTtlMs, maxKeys, size: 1, fields: IP_LAST_FIELDS, fromRecent: ipLastFromRecent });
+    const ipSamples = store.samples('ip-samples', { ttlMs: ipTtlMs, maxKeys, size: MAX_EVIDENCE, fields: IP_SAMPLE_FIELDS, keep: 'first-and-newest' });
+    const lastRow: (string | number)[] = ['', 0]; // reused: no allocation per failure
+    const sampleRow: (string | number)[] = ['', 0, 0, ''];
     // per account
     const acctIps = store.distinct('account-ips', { windowMs: cfg.distributedWindowMs, maxKeys, maxPerKey: Math.max(64, cfg.distributedIps * 4) });
     const acctFails = store.counter('account-failures', { windowMs: cfg.accountWindowMs, maxKeys });
@@ -173,20 +185,28 @@ export const authAttackDetector = defineDetector({
     function ipFailure(e: Event, ip: string, account: string | undefined, n: number): void {
       if (!owner.ip(ip)) return;
       const ts = e.ts;
-      const cur = evidence(e.src, e.ts, account ? `login failed for ${account} from ${ip}` : `login failed from ${ip}`);
       const o = origin(e);
-      let st = ipState.get(ip, ts);
+      const last = ipLast.get(ip, ts)?.[0];
       // same attempt logged by two sources: count it once for the IP's volume
-      const dup = st !== undefined && cfg.dedupeMs > 0 && st.o !== o && Math.abs(ts - st.t) <= cfg.dedupeMs;
-      if (st === undefined) st = { o, t: ts, ev: null };
-      else if (st.ev === null) st.ev = [cur]; // samples from an IP's second failure on: one-off IPs stay small
-      else pushSample(st.ev, cur, MAX_EVIDENCE);
-      if (!dup) {
-        st.o = o;
-        st.t = ts;
+      const dup = last !== undefined && cfg.dedupeMs > 0 && last[0] !== o && Math.abs(ts - (last[1] as number)) <= cfg.dedupeMs;
+      if (last === undefined) {
+        ipSamples.delete(ip); // a new run: one-off IPs stay small, samples start at the second failure
+      } else {
+        sampleRow[0] = e.src.file;
+        sampleRow[1] = e.src.offset;
+        sampleRow[2] = ts;
+        sampleRow[3] = account ?? '';
+        ipSamples.add(ip, ts, sampleRow);
       }
-      ipState.set(ip, ts, st);
-      const ev = st.ev ?? [cur];
+      lastRow[0] = dup ? last![0]! : o;
+      lastRow[1] = dup ? last![1]! : ts;
+      ipLast.add(ip, ts, lastRow);
+      // built only when a finding needs them
+      const ipEvidence = (): Evidence[] => {
+        const rows = last !== undefined ? ipSamples.get(ip, ts) : undefined;
+        if (rows === undefined) return [evidence(e.src, ts, account ? `login failed for ${account} from ${ip}` : `login failed from ${ip}`)];
+        return rows.map((r) => evidence({ file: r[0] as string, offset: r[1] as number }, r[2] as number, r[3] !== '' ? `login failed for ${r[3] as string} from ${ip}` : `login failed from ${ip}`));
+      };
       if (!dup) {
         const c = ipFails.add(ip, ts, n);
         const sev: Severity = c >= cfg.ipFailures * 5 ? 'high' : 'medium';
@@ -200,7 +220,7 @@ export const authAttackDetector = defineDetector({
             ts,
             `${ip} failed ${c} logins in ${fmtDuration(cfg.ipWindowMs)} (threshold ${cfg.ipFailures})`,
             { failures: c, threshold: cfg.ipFailures, windowMs: cfg.ipWindowMs },
-            ev,
+            ipEvidence(),
             { ip },
           );
         }
@@ -221,7 +241,7 @@ export const authAttackDetector = defineDetector({
           `${ip} failed logins for ${d.count}${d.capped ? '+' : ''} distinct accounts in ${fmtDuration(cfg.sprayWindowMs)} ` +
             `(threshold ${cfg.sprayAccounts}), e.g. ${sample.join(', ')}`,
           { accounts: d.count, capped: d.capped, threshold: cfg.sprayAccounts, windowMs: cfg.sprayWindowMs, sampleAccounts: sample },
-          ev,
+          ipEvidence(),
           { ip },
         );
       }

@@ -47,8 +47,8 @@ const config = z.object({
 
 // total + failed·PACK in one counter (total < 2^21 per window)
 const PACK = 2 ** 21;
-// evidence sample: file, offset, ts, queueId, failed, total, addr1, dsn1, addr2, dsn2 (queue ids and DSNs in bytes, counts in 32 bits: see Samples)
-const SAMPLE_FIELDS = 'snnciiscsc';
+// evidence sample: file, offset, ts, queueId, failed, total, addr1, dsn1, addr2, dsn2 (offset and time in 32-bit cells, queue ids and DSNs in bytes, counts in 32 bits: see Samples)
+const SAMPLE_FIELDS = 'sutciiscsc';
 
 function dsnOf(r: Recipient): string {
   return r.dsn !== undefined ? `${r.dsn} ${r.status}` : r.status;

@@ -82,6 +82,17 @@ describe('login-anomaly', () => {
     expect(run([...history('quin@example.com', '198.51.100.20', 19), imapOk(3 * H, 'quin@example.com', '203.0.113.50')])).toEqual([]);
   });
 
+  it('keeps the login history of a snapshot from when it was a Recent of {first, n}', () => {
+    const t = Date.UTC(2026, 10, 27, 10, 0, 0);
+    const restore = { 'login-anomaly.history': { v: 2, e: 0, n: t, w: 0, m: [['paul@example.com', 0, { first: t - 5 * DAY * 1000, n: 30 }]] } };
+    const line = imapOk(60, 'paul@example.com', '203.0.113.50');
+    const { findings } = detectText([line], { detectors: [loginAnomalyDetector], restore });
+    expect(findings.map((f) => f.signals[0])).toEqual(['new-network']);
+    expect(findings[0]!.window).toMatchObject({ historyLogins: 30, historyDays: 5 });
+    // without that history the account is new: learning, no finding
+    expect(detectText([line], { detectors: [loginAnomalyDetector] }).findings).toEqual([]);
+  });
+
   it('flags a new network for an account with history (age)', () => {
     const lines = [imapOk(0, 'olga@example.com', '198.51.100.20'), imapOk(DAY, 'olga@example.com', '198.51.100.20'), imapOk(4 * DAY, 'olga@example.com', '91.92.109.3')];
     const f = run(lines);

@@ -54,19 +54,26 @@ const config = z.object({
   maxKeys: z.number().int().positive().default(100_000),
 });
 
-interface History {
-  first: number;
-  n: number;
-}
+/**
+ * An account's login history: when it was first seen and how many logins
+ * since, as one sample of (first: `t`, logins: `i`) in typed columns (an
+ * object per account was long-lived heap). Snapshots from when it was a
+ * Recent of {first, n} restore into it.
+ */
+const HISTORY_FIELDS = 'ti';
+const historyFromRecent = (v: unknown) => {
+  const h = v as { first?: unknown; n?: unknown };
+  return typeof h.first === 'number' && typeof h.n === 'number' ? [h.first, h.n] : undefined;
+};
 
 /**
  * Evidence samples of an account's new networks, kept compactly (no note
  * string per login; the note is built when a finding is emitted), the first
  * MAX_SAMPLES - 1 and the newest: file, offset, ts, ip, protocol, sending (0/1);
- * the IP in bytes, the protocol once in the store's string table, the flag
+ * offset and time in 32-bit cells, the IP in bytes, the protocol once in the store's string table, the flag
  * in 32 bits (see Samples).
  */
-const SAMPLE_FIELDS = 'snncsi';
+const SAMPLE_FIELDS = 'sutcsi';
 const MAX_SAMPLES = 8;
 type SampleRows = (string | number)[][];
 
@@ -136,7 +143,8 @@ export const loginAnomalyDetector = defineDetector({
     const row: (string | number)[] = ['', 0, 0, '', '', 0]; // reused: no allocation per login
     // only counted and tested, never listed: hashes, not the networks (30 days of them per account)
     const known = store.distinct('known', { windowMs: cfg.knownNetworksMs, maxKeys, maxPerKey: cfg.maxNetworksPerAccount, keepValues: false });
-    const history = store.recent<History>('history', { ttlMs: cfg.knownNetworksMs, maxKeys });
+    const history = store.samples('history', { ttlMs: cfg.knownNetworksMs, maxKeys, size: 1, fields: HISTORY_FIELDS, fromRecent: historyFromRecent });
+    const hist: (string | number)[] = [0, 0]; // reused: no allocation per login
     const pending = store.recent<Pending>('pending', { ttlMs: cfg.sendWithinMs, maxKeys });
     const cool = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys });
     const newCool = store.recent<number>('new-cooldown', { ttlMs: cfg.newNetworkCooldownMs, maxKeys });
@@ -177,11 +185,13 @@ export const loginAnomalyDetector = defineDetector({
       const ev = (): Evidence => (evBuilt ??= evidence(src, ts, noteOf(account, ip, protocol, sending)));
 
       // history before this login
-      let h = history.get(account, ts);
-      const hasHistory = h !== undefined && (ts - h.first >= cfg.minHistoryMs || h.n >= cfg.minHistoryLogins);
-      if (h === undefined) h = { first: ts, n: 0 };
+      const seen = history.get(account, ts)?.[0];
+      const h = seen !== undefined ? { first: seen[0] as number, n: seen[1] as number } : { first: ts, n: 0 };
+      const hasHistory = seen !== undefined && (ts - h.first >= cfg.minHistoryMs || h.n >= cfg.minHistoryLogins);
       h.n++;
-      history.set(account, ts, h);
+      hist[0] = h.first;
+      hist[1] = h.n;
+      history.add(account, ts, hist);
       const k = known.add(account, net, ts);
 
       // many networks in a short window

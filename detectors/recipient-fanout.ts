@@ -86,8 +86,8 @@ const config = z.object({
 });
 
 type Metric = 'domains' | 'recipients';
-// evidence sample: file, offset, ts, queueId, external recipients, local recipients (queue id in bytes, counts in 32 bits: see Samples)
-const SAMPLE_FIELDS = 'snncii';
+// evidence sample: file, offset, ts, queueId, external recipients, local recipients (offset and time in 32-bit cells, queue id in bytes, counts in 32 bits: see Samples)
+const SAMPLE_FIELDS = 'sutcii';
 const PACK = 2 ** 21;
 
 export const recipientFanoutDetector = defineDetector({

@@ -101,8 +101,8 @@ const config = z.object({
 
 type Metric = 'msgsShort' | 'msgsLong' | 'rcptsShort' | 'rcptsLong';
 
-// evidence sample: file, offset, ts, queueId, recipients, sender (queue id in bytes, count in 32 bits: see Samples)
-const SAMPLE_FIELDS = 'snncis';
+// evidence sample: file, offset, ts, queueId, recipients, sender (offset and time in 32-bit cells, queue id in bytes, count in 32 bits: see Samples)
+const SAMPLE_FIELDS = 'sutcis';
 const PACK = 2 ** 21;
 
 export const sendFloodDetector = defineDetector({

@@ -428,6 +428,33 @@ describe('Samples', () => {
     expect((s as unknown as { wide: Map<number, number> }).wide.size).toBe(0);
   });
 
+  it('gives back offsets (u) and times (t) exactly, in 32 bits when they fit and aside when not, across snapshots', () => {
+    const DAY = 86_400_000;
+    const s = new Samples({ ttlMs: 60 * DAY, maxKeys: 2, size: 4, fields: 'ut' });
+    const wide = () => (s as unknown as { wide: Map<number, number> }).wide.size;
+    const offsets = [0, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 1.5, -1, -0, 7];
+    for (let i = 0; i < offsets.length; i++) {
+      s.add('o', t0 + i, [offsets[i]!, t0 + i]);
+      const last = s.get('o', t0 + i)!.at(-1)!;
+      expect(Object.is(last[0], offsets[i])).toBe(true);
+      expect(last[1]).toBe(t0 + i);
+    }
+    s.delete('o');
+    expect(wide()).toBe(0);
+    // a key sampled for seven weeks: its base moves, old samples stay exact (aside once 24 days away)
+    const times = [0, 0.25, 10 * DAY, 35 * DAY, 40 * DAY, 49 * DAY].map((d) => t0 + d);
+    for (const t of times) s.add('t', t, [1, t]);
+    expect(s.get('t', times.at(-1)!)!.map((r) => r[1])).toEqual(times.slice(-4));
+    expect(wide()).toBeGreaterThan(0);
+    const again = new WindowStore();
+    const r = again.scope('d').samples('x', { ttlMs: 60 * DAY, maxKeys: 2, size: 4, fields: 'ut' });
+    const store = new WindowStore();
+    const w = store.scope('d').samples('x', { ttlMs: 60 * DAY, maxKeys: 2, size: 4, fields: 'ut' });
+    for (const t of times) w.add('t', t, [2 ** 32 + 5, t]);
+    again.restore(JSON.parse(JSON.stringify(store.snapshot())) as Record<string, unknown>);
+    expect(r.get('t', times.at(-1)!)).toEqual(times.slice(-4).map((t) => [2 ** 32 + 5, t]));
+  });
+
   it("'first-and-newest' keeps how it started and where it is now", () => {
     const s = new Samples({ ttlMs: 60_000, maxKeys: 10, size: 3, fields: 'sn', keep: 'first-and-newest' });
     for (let i = 0; i < 6; i++) s.add('k', t0 + i, [`ip${i}`, i]);
@@ -436,6 +463,23 @@ describe('Samples', () => {
       ['ip1', 1],
       ['ip5', 5],
     ]);
+  });
+
+  it('restores the rows of a Recent it replaced through fromRecent, and its own rows as usual', () => {
+    const store = new WindowStore();
+    const opts = { ttlMs: 60_000, maxKeys: 10, size: 1, fields: 'ni', fromRecent: (v: unknown) => ((v as { bad?: true }).bad ? undefined : [(v as { a: number }).a, (v as { b: number }).b]) };
+    const s = store.scope('d').samples('h', opts);
+    // a v2 snapshot of the Recent this replaced: [key, time - now, value]
+    store.restore({ 'd.h': { v: 2, e: 0, n: t0, w: 0, m: [['old', -5, { a: 7.5, b: 3 }], ['odd', 0, { bad: true }]] } });
+    expect(s.get('old', t0)).toEqual([[7.5, 3]]);
+    expect(s.get('odd', t0)).toEqual([]);
+    s.add('new', t0 + 1, [1, 2]);
+    s.delete('old');
+    const again = new WindowStore();
+    const r = again.scope('d').samples('h', opts);
+    again.restore(JSON.parse(JSON.stringify(store.snapshot())) as Record<string, unknown>);
+    expect(r.get('new', t0 + 1)).toEqual([[1, 2]]);
+    expect(r.get('old', t0 + 1)).toBeUndefined();
   });
 
   it('restores the Recent rings and flat sample lists of snapshots before the Samples structure', () => {

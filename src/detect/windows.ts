@@ -1303,11 +1303,20 @@ export interface SamplesOptions extends Bounds {
    * sample, `c` a short string of its own (a queue id, an IP), held in
    * bytes: up to 15 characters below U+0100 take 16 bytes and no string
    * (others are held as given, as `s`), `i` a number that is usually a
-   * 32-bit integer (a count, a flag): 4 bytes (others are held aside, exact).
+   * 32-bit integer (a count, a flag): 4 bytes (others are held aside, exact),
+   * `u` one that is usually an integer in [0, 2^32) (a file offset): 4 bytes
+   * likewise, `t` a time in ms, usually within 24 days of the key's first
+   * sample: 4 bytes likewise (as the difference, exact).
    */
   fields: string;
   /** `newest` (default): the last `size` samples; `first-and-newest`: the first size - 1, and the newest in the last place. */
   keep?: 'newest' | 'first-and-newest';
+  /**
+   * For a structure that replaced a Recent of the same name: a snapshot row
+   * of that Recent ([time, value]) is restored as the one sample this
+   * returns for its value (none when it returns undefined).
+   */
+  fromRecent?: (value: unknown) => SampleRow | undefined;
 }
 
 /** A sample as added: one value per field. */
@@ -1317,8 +1326,10 @@ export type SampleRow = readonly (string | number)[];
 const CELL = 16;
 /** Length byte of a `c` cell whose string is in `Samples.long`. */
 const LONG = 255;
-/** An `i` cell whose number is in `Samples.wide`. */
+/** An `i`, `u` or `t` cell whose number is in `Samples.wide`. */
 const WIDE = -0x80000000;
+/** A key whose newest sample is this far from its base time gets a new base (`t` cells stay 4 bytes). */
+const REBASE_MS = 2 ** 30;
 
 /**
  * Per key, a few evidence samples (file, offset, time, queue id, ...):
@@ -1329,7 +1340,7 @@ const WIDE = -0x80000000;
 export class Samples extends Keyed {
   private readonly perKey: number;
   private readonly nf: number;
-  /** per field: `n`, `s`, `c` or `i` */
+  /** per field: `n`, `s`, `c`, or `i`/`u`/`t` (32-bit cells) */
   private readonly kind: string[];
   /** per field: its column among the fields of its kind */
   private readonly col: number[];
@@ -1350,21 +1361,25 @@ export class Samples extends Keyed {
   private bytes = new Uint8Array(0);
   /** `c` values that do not fit a cell, by cell number */
   private readonly long = new Map<number, string>();
+  /** `i`, `u` and `t` cells (see putInt) */
   private ints = new Int32Array(0);
-  /** `i` values that are not 32-bit integers (or are WIDE itself, or -0), by cell number */
+  /** `i`/`u`/`t` values that do not fit their cell, by cell number */
   private readonly wide = new Map<number, number>();
+  /** per key: the time `t` cells are relative to */
+  private base = new Float64Array(0);
 
   constructor(
     private readonly opts: SamplesOptions,
     table: StringTable = new StringTable(),
   ) {
     super(table, opts.maxKeys, opts.ttlMs);
-    if (!/^[nsci]+$/.test(opts.fields) || !(opts.size >= 1)) throw new Error(`Samples: bad fields '${opts.fields}' or size ${opts.size}`);
+    if (!/^[nsciut]+$/.test(opts.fields) || !(opts.size >= 1)) throw new Error(`Samples: bad fields '${opts.fields}' or size ${opts.size}`);
     this.perKey = opts.size;
     this.nf = opts.fields.length;
     const of = { n: 0, s: 0, c: 0, i: 0 };
     this.kind = [...opts.fields];
-    this.col = this.kind.map((f) => of[f as keyof typeof of]++);
+    // i, u and t share the 32-bit column
+    this.col = this.kind.map((f) => of[(f === 'u' || f === 't' ? 'i' : f) as keyof typeof of]++);
     this.nn = of.n;
     this.ns = of.s;
     this.nc = of.c;
@@ -1374,6 +1389,7 @@ export class Samples extends Keyed {
 
   protected grow(cap: number): void {
     this.t = grownF64(this.t, cap);
+    this.base = grownF64(this.base, cap);
     this.cnt = grownI32(this.cnt, cap);
     this.nxt = grownI32(this.nxt, cap);
     this.nums = grownF64(this.nums, cap * this.perKey * this.nn);
@@ -1419,10 +1435,29 @@ export class Samples extends Keyed {
       s = this.create(key);
       this.cnt[s] = 0;
       this.nxt[s] = 0;
+      this.base[s] = ts;
+    } else if (Math.abs(ts - this.base[s]!) > REBASE_MS) {
+      this.rebase(s, ts);
     }
     this.put(s, row);
     this.t[s] = ts;
     this.touch(s, ts);
+  }
+
+  /** Move a key's base time to ts, re-encoding its `t` cells (a key sampled for weeks). */
+  private rebase(s: number, ts: number): void {
+    const times: [number, number][] = [];
+    const cells = this.perKey * this.ni;
+    for (let f = 0; f < this.nf; f++) {
+      if (this.kind[f] !== 't') continue;
+      // the places written so far are 0 .. cnt - 1 in either keep mode
+      for (let j = 0; j < this.cnt[s]!; j++) {
+        const cell = s * cells + j * this.ni + this.col[f]!;
+        times.push([cell, this.int(cell, 't', s)]);
+      }
+    }
+    this.base[s] = ts;
+    for (const [cell, v] of times) this.putInt(cell, v, 't', s);
   }
 
   /** The key's samples, oldest first (undefined when it has none within ttlMs). */
@@ -1434,6 +1469,12 @@ export class Samples extends Keyed {
       return undefined;
     }
     return this.rows(s);
+  }
+
+  /** Forget the key's samples. */
+  delete(key: string): void {
+    const s = this.find(key);
+    if (s >= 0) this.remove(s);
   }
 
   private put(s: number, row: SampleRow): void {
@@ -1454,7 +1495,7 @@ export class Samples extends Keyed {
       if (k === 'n') this.nums[at * this.nn + c] = row[f] as number;
       else if (k === 's') this.putShared(at * this.ns + c, row[f] as string);
       else if (k === 'c') this.putShort(at * this.nc + c, row[f] as string);
-      else this.putInt(at * this.ni + c, row[f] as number);
+      else this.putInt(at * this.ni + c, row[f] as number, k!, s);
     }
   }
 
@@ -1465,19 +1506,28 @@ export class Samples extends Keyed {
     this.sids[cell] = id;
   }
 
-  private putInt(cell: number, v: number): void {
+  /**
+   * A 32-bit cell of slot s: `i` as the integer, `u` as its low 32 bits
+   * (read back unsigned), `t` as the difference from the key's base time;
+   * a value that does not come back exactly that way is kept in `wide`.
+   */
+  private putInt(cell: number, v: number, kind: string, s: number): void {
     if (this.ints[cell] === WIDE) this.wide.delete(cell);
-    if ((v | 0) === v && v !== WIDE && !Object.is(v, -0)) {
-      this.ints[cell] = v;
+    const x = kind === 't' ? v - this.base[s]! : v;
+    const c = x | 0;
+    const exact = (kind === 'u' ? c >>> 0 === x : c === x) && !Object.is(x, -0);
+    if (exact && c !== WIDE) {
+      this.ints[cell] = c;
     } else {
       this.ints[cell] = WIDE;
       this.wide.set(cell, v);
     }
   }
 
-  private int(cell: number): number {
-    const v = this.ints[cell]!;
-    return v === WIDE ? this.wide.get(cell)! : v;
+  private int(cell: number, kind: string, s: number): number {
+    const c = this.ints[cell]!;
+    if (c === WIDE) return this.wide.get(cell)!;
+    return kind === 'u' ? c >>> 0 : kind === 't' ? this.base[s]! + c : c;
   }
 
   private putShort(cell: number, v: string): void {
@@ -1516,7 +1566,7 @@ export class Samples extends Keyed {
       for (let f = 0; f < this.nf; f++) {
         const k = this.kind[f];
         const c = this.col[f]!;
-        r.push(k === 'n' ? this.nums[at * this.nn + c]! : k === 's' ? this.table.str(this.sids[at * this.ns + c]!) : k === 'c' ? this.short(at * this.nc + c) : this.int(at * this.ni + c));
+        r.push(k === 'n' ? this.nums[at * this.nn + c]! : k === 's' ? this.table.str(this.sids[at * this.ns + c]!) : k === 'c' ? this.short(at * this.nc + c) : this.int(at * this.ni + c, k!, s));
       }
       out.push(r);
     }
@@ -1530,6 +1580,12 @@ export class Samples extends Keyed {
 
   protected fromRow(s: number, r: unknown[], base: number): void {
     this.t[s] = (r[0] as number) + base;
+    this.base[s] = this.t[s]!;
+    if (r.length === 2 && typeof r[1] === 'object' && r[1] !== null && this.opts.fromRecent !== undefined) {
+      const row = this.opts.fromRecent(r[1]);
+      this.load(s, row !== undefined && row.length === this.nf ? [...row] : []);
+      return;
+    }
     this.load(s, r.slice(1) as (string | number)[]);
   }
 
@@ -1537,6 +1593,7 @@ export class Samples extends Keyed {
   protected fromV1(s: number, st: unknown): void {
     const e = st as { t: number; v: unknown };
     this.t[s] = e.t;
+    this.base[s] = e.t;
     const v = Array.isArray(e.v) ? (e.v as unknown[]) : [];
     const nf = this.nf;
     if (v.length >= 3 && v[2] === nf && (v.length - 3) % nf === 0 && typeof v[0] === 'number') {

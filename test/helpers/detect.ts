@@ -19,6 +19,8 @@ export interface DetectOptions {
   site?: Partial<SiteConfig>;
   dns?: DnsLookup;
   year?: number;
+  /** Detection state to start from (a store snapshot, as `WindowStore.snapshot` writes it). */
+  restore?: Record<string, unknown>;
 }
 
 export function detectText(text: string | string[], opts: DetectOptions) {
@@ -31,6 +33,7 @@ export function detectText(text: string | string[], opts: DetectOptions) {
     dns: opts.dns,
     onFinding: (f) => findings.push(f),
   });
+  if (opts.restore !== undefined) engine.store.restore(opts.restore);
   const correlator = new Correlator((m) => {
     messages.push(m);
     engine.onMessage(m);
