@@ -23,6 +23,20 @@ describe('SlidingCounter', () => {
     expect(c.get('a', t0 + 85_000)).toBe(1); // the late one expires on time
   });
 
+  it('keeps counts past 16 bits exact: buckets widen from 16 to 32 bits, other keys and snapshots unchanged', () => {
+    const c = new SlidingCounter({ windowMs: 60_000, buckets: 6, maxKeys: 10 });
+    c.add('small', t0, 3);
+    for (let i = 0; i < 3; i++) c.add('big', t0 + i, 30_000);
+    c.add('small', t0 + 10_000, 65_535);
+    expect(c.get('big', t0 + 20_000)).toBe(90_000);
+    expect(c.get('small', t0 + 20_000)).toBe(65_538);
+    const r = new SlidingCounter({ windowMs: 60_000, buckets: 6, maxKeys: 10 });
+    r.restore(JSON.parse(JSON.stringify(c.snapshot())));
+    expect(r.get('big', t0 + 20_000)).toBe(90_000);
+    expect(r.add('big', t0 + 61_000, 1)).toBe(1); // the 90,000 bucket slid out whole
+    expect(r.get('small', t0 + 65_000)).toBe(65_535);
+  });
+
   it('keeps counts of 2^31 and more, and fractions, exact (buckets widen once from 32-bit)', () => {
     const c = new SlidingCounter({ windowMs: 60_000, buckets: 6, maxKeys: 10 });
     const packed = 1 + 3000 * 2 ** 21; // a message with 3000 recipients, packed as send-flood does

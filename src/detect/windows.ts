@@ -85,6 +85,12 @@ function grownF64(a: Float64Array, n: number): Float64Array<ArrayBuffer> {
   return b;
 }
 
+function grownU16(a: Uint16Array, n: number): Uint16Array<ArrayBuffer> {
+  const b = new Uint16Array(n);
+  b.set(a);
+  return b;
+}
+
 function grownU8(a: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
   const b = new Uint8Array(n);
   b.set(a.length <= n ? a : a.subarray(0, n));
@@ -515,11 +521,12 @@ export class SlidingCounter extends Keyed {
   private hd = new Int32Array(0);
   private sum = new Float64Array(0);
   /**
-   * n buckets per slot: 32-bit integers (half the memory) until a bucket
+   * n buckets per slot: 16-bit counts (a quarter of the memory of floats)
+   * until a bucket holds more than 65,535, then 32-bit integers until one
    * holds anything else (a fraction, or a packed count of 2^31 or more),
-   * then 64-bit floats for the whole structure, once.
+   * then 64-bit floats; each step once, for the whole structure.
    */
-  private b: Int32Array | Float64Array = new Int32Array(0);
+  private b: Uint16Array | Int32Array | Float64Array = new Uint16Array(0);
 
   constructor(
     private readonly opts: SlidingCounterOptions,
@@ -535,7 +542,8 @@ export class SlidingCounter extends Keyed {
     this.t = grownF64(this.t, cap);
     this.hd = grownI32(this.hd, cap);
     this.sum = grownF64(this.sum, cap);
-    this.b = this.b instanceof Int32Array ? grownI32(this.b, cap * this.n) : grownF64(this.b, cap * this.n);
+    const b = this.b;
+    this.b = b instanceof Uint16Array ? grownU16(b, cap * this.n) : b instanceof Int32Array ? grownI32(b, cap * this.n) : grownF64(b, cap * this.n);
   }
 
   // every bucket is zero once the head bucket's start is `span` behind now (limit = now - windowMs - slack)
@@ -565,9 +573,7 @@ export class SlidingCounter extends Keyed {
       // ts may be slightly older than head (interleaved files): put it in its bucket if still in the window
       const back = Math.round((t - start) / bucketMs);
       const i = s * n + ((this.hd[s]! - back + n) % n);
-      const v = this.b[i]! + by;
-      if ((v | 0) !== v && this.b instanceof Int32Array) this.b = Float64Array.from(this.b);
-      this.b[i] = v;
+      this.setBucket(i, this.b[i]! + by);
       this.sum[s] = this.sum[s]! + by;
     }
     const sum = this.sum[s]!;
@@ -640,11 +646,16 @@ export class SlidingCounter extends Keyed {
 
   private fill(s: number, buckets: number[]): void {
     const o = s * this.n;
-    for (let i = 0; i < this.n; i++) {
-      const v = buckets[i] ?? 0;
-      if ((v | 0) !== v && this.b instanceof Int32Array) this.b = Float64Array.from(this.b);
-      this.b[o + i] = v;
+    for (let i = 0; i < this.n; i++) this.setBucket(o + i, buckets[i] ?? 0);
+  }
+
+  /** Bucket i = v, widening the buckets' type first when v does not fit it. */
+  private setBucket(i: number, v: number): void {
+    const b = this.b;
+    if (b instanceof Uint16Array ? (v & 0xffff) !== v : b instanceof Int32Array && (v | 0) !== v) {
+      this.b = b instanceof Uint16Array && (v | 0) === v ? Int32Array.from(b) : Float64Array.from(b);
     }
+    this.b[i] = v;
   }
 }
 
