@@ -25,6 +25,22 @@ export interface EnvelopeContext {
   /** Host for lines that carry none (Zimbra Java logs, host-less syslog). */
   defaultHost: string;
   file: string;
+  /** What this stream's previous lines had (created on first use). */
+  memo?: EnvelopeMemo;
+}
+
+/**
+ * Work a line can skip because the line before it did it: syslog writes many
+ * lines per second, and their `Mmm dd hh:mm:ss ` prefix is the same, so its
+ * conversion (month, year inference, zone) is done once per second of log.
+ */
+export class EnvelopeMemo {
+  /** The last RFC 3164 stamp with its trailing space, where it started, and its time. */
+  stamp = '';
+  stampAt = -1;
+  stampTs = 0;
+  /** years.generation when stampTs was computed (a restored year state voids it). */
+  stampGen = -1;
 }
 
 const enum C {
@@ -166,6 +182,27 @@ function tokenIsTag(line: string, start: number, end: number): boolean {
 
 function newRecord(ctx: EnvelopeContext, offset: number): LogRecord {
   return { ts: 0, host: '', program: '', pid: -1, message: '', file: ctx.file, offset };
+}
+
+/**
+ * rfc3164Time through the memo: a line whose stamp is the previous RFC 3164
+ * line's has the same time. The year inference agrees: the line before had
+ * the same month, so yearFor would answer the same and change nothing.
+ */
+function memoRfc3164Time(line: string, i: number, ctx: EnvelopeContext, rec: LogRecord): number {
+  const memo = (ctx.memo ??= new EnvelopeMemo());
+  if (memo.stampAt === i && memo.stampGen === ctx.years.generation && line.startsWith(memo.stamp, i)) {
+    rec.ts = memo.stampTs;
+    return i + memo.stamp.length;
+  }
+  const p = rfc3164Time(line, i, ctx, rec);
+  if (p >= 0) {
+    memo.stamp = line.slice(i, p);
+    memo.stampAt = i;
+    memo.stampTs = rec.ts;
+    memo.stampGen = ctx.years.generation;
+  }
+  return p;
 }
 
 /** RFC 3164: `Mmm dd hh:mm:ss[.frac] ` at i. Returns index after the space, or -1. */
@@ -412,7 +449,7 @@ export function parseEnvelope(line: string, offset: number, ctx: EnvelopeContext
     if (p < 0) return undefined;
     return parseTagged(line, p, rec, ctx.defaultHost, false) ? rec : undefined;
   }
-  const p = rfc3164Time(line, i, ctx, rec);
+  const p = memoRfc3164Time(line, i, ctx, rec);
   if (p < 0) return undefined;
   return parseTagged(line, p, rec, ctx.defaultHost, false) ? rec : undefined;
 }

@@ -8,6 +8,8 @@ export class YearInferrer {
   private lastMonth = -1;
   private readonly refMonth: number;
   private readonly fixed: boolean;
+  /** Bumped when the state is replaced, so a memo of an earlier answer knows it is stale. */
+  generation = 0;
 
   /** `refTime` in epoch ms; `fixedYear` pins the year of the first line. */
   constructor(refTime: number, fixedYear?: number) {
@@ -42,5 +44,6 @@ export class YearInferrer {
   restoreState(s: { year: number; lastMonth: number }): void {
     this.year = s.year;
     this.lastMonth = s.lastMonth;
+    this.generation++;
   }
 }

@@ -7,7 +7,7 @@ import type { Parser } from '../../parsers/types.js';
 import { Dispatcher, ParseStatus, programKey } from '../core/dispatch.js';
 import type { Event } from '../core/events.js';
 import type { LogRecord } from '../core/record.js';
-import { parseEnvelope, type EnvelopeContext, type EnvelopeFormat } from '../envelope/envelope.js';
+import { EnvelopeMemo, parseEnvelope, type EnvelopeContext, type EnvelopeFormat } from '../envelope/envelope.js';
 import { YearInferrer } from '../envelope/year.js';
 import { ZoneClock } from '../envelope/zone.js';
 import { bump, emptyStats, type ParseStats } from './stats.js';
@@ -29,6 +29,7 @@ export function envelopeContext(opts: StreamOptions): EnvelopeContext {
     years: new YearInferrer(opts.refTime ?? Date.now(), opts.year),
     defaultHost: opts.defaultHost ?? 'localhost',
     file: opts.file,
+    memo: new EnvelopeMemo(),
   };
 }
 
