@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KeptStore } from '../src/policy/kept.js';
-import { TextArena } from '../src/policy/text-arena.js';
+import { TextArena } from '../src/detect/text-arena.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);

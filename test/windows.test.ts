@@ -249,7 +249,8 @@ describe('StringTable', () => {
     let seed = 7;
     const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
     for (let step = 0; step < 60_000; step++) {
-      const s = `v${rnd(5000)}.${'x'.repeat(rnd(20))}`; // short and long (13+) strings
+      // short and long strings, Latin-1 (held as bytes) and not (held as strings), one a prefix of another
+      const s = `v${rnd(5000)}.${'x'.repeat(rnd(20))}${['', 'é', 'Ω', '\u{1F600}', '\ud800'][rnd(5)]}`;
       const m = model.get(s);
       if (m === undefined || rnd(3) > 0) {
         const id = t.acquire(s);

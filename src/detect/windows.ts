@@ -26,6 +26,8 @@
  * window has passed is dropped (its slot reused) before live keys are evicted.
  */
 
+import { TextArena } from './text-arena.js';
+
 export interface Bounds {
   /** Most keys kept; the least recently touched beyond it are evicted. */
   maxKeys: number;
@@ -117,7 +119,18 @@ export class StringTable {
   private index = new Int32Array(1024);
   private shift = 22; // 32 - log2(index.length)
   private count = 0;
-  private strs: (string | undefined)[] = [];
+  /** ids ever handed out (ids below it are held or free) */
+  private ids = 0;
+  /**
+   * The strings, as bytes outside the JS heap (a TextArena handle per id):
+   * held keys are long-lived, and a million IPs passing through as heap
+   * strings were old-generation garbage that let the heap grow to several
+   * times its live size. A string with a character past U+00FF is kept as
+   * itself in `other` (handle -1).
+   */
+  private readonly bytes = new TextArena();
+  private handle = new Int32Array(1024);
+  private readonly other = new Map<number, string>();
   private refs = new Int32Array(1024);
   /** hash32 of each held string, so that deletion and growth need not rehash the strings */
   private hashes = new Int32Array(1024);
@@ -140,7 +153,7 @@ export class StringTable {
     if (s === this.lastS) return this.lastId;
     const id = this.lookup(s, hash32(s));
     if (id < 0) return -1;
-    this.lastS = this.strs[id];
+    this.lastS = s;
     this.lastId = id;
     return id;
   }
@@ -151,8 +164,13 @@ export class StringTable {
     for (let p = this.home(h); ; p = (p + 1) & mask) {
       const c = index[p]!;
       if (c === 0) return -1;
-      if (this.hashes[c - 1] === h && this.strs[c - 1] === s) return c - 1;
+      if (this.hashes[c - 1] === h && this.holds(c - 1, s)) return c - 1;
     }
+  }
+
+  private holds(id: number, s: string): boolean {
+    const hd = this.handle[id]!;
+    return hd >= 0 ? this.bytes.equalsLatin1(hd, s) : this.other.get(id) === s;
   }
 
   /** Take a reference to s (adding it if new); returns its id. */
@@ -165,24 +183,25 @@ export class StringTable {
     const found = this.lookup(s, h);
     if (found >= 0) {
       this.refs[found]!++;
-      this.lastS = this.strs[found];
+      this.lastS = s;
       this.lastId = found;
       return found;
     }
-    const c = own(s);
-    const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.strs.length;
+    const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.ids++;
     if (id >= this.refs.length) {
       this.refs = grownI32(this.refs, this.refs.length * 2);
       this.hashes = grownI32(this.hashes, this.hashes.length * 2);
+      this.handle = grownI32(this.handle, this.handle.length * 2);
     }
-    if (id === this.strs.length) this.strs.push(c);
-    else this.strs[id] = c;
+    const hd = this.bytes.putLatin1(s);
+    this.handle[id] = hd;
+    if (hd < 0) this.other.set(id, own(s));
     this.refs[id] = 1;
     this.hashes[id] = h;
     if ((this.count + 1) * 2 > this.index.length) this.rehash(this.index.length * 2);
     this.place(id);
     this.count++;
-    this.lastS = c;
+    this.lastS = s;
     this.lastId = id;
     return id;
   }
@@ -198,7 +217,7 @@ export class StringTable {
   private rehash(cells: number): void {
     this.index = new Int32Array(cells);
     this.shift = 32 - Math.log2(cells);
-    for (let id = 0; id < this.strs.length; id++) if (this.strs[id] !== undefined) this.place(id);
+    for (let id = 0; id < this.ids; id++) if (this.refs[id]! > 0) this.place(id);
   }
 
   /** One more reference to a held id. */
@@ -209,7 +228,9 @@ export class StringTable {
   release(id: number): void {
     if (--this.refs[id]! > 0) return;
     this.unindex(id);
-    this.strs[id] = undefined;
+    const hd = this.handle[id]!;
+    if (hd >= 0) this.bytes.free(hd);
+    else this.other.delete(id);
     this.count--;
     this.freeIds.push(id);
     if (id === this.lastId) {
@@ -240,8 +261,11 @@ export class StringTable {
     index[p] = 0;
   }
 
+  /** The string of a held id (a new string each call when it is kept as bytes, except for the last one looked up). */
   str(id: number): string {
-    return this.strs[id]!;
+    if (id === this.lastId && this.lastS !== undefined) return this.lastS;
+    const hd = this.handle[id]!;
+    return hd >= 0 ? this.bytes.latin1(hd) : this.other.get(id)!;
   }
 }
 

@@ -15,7 +15,7 @@
  */
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Finding, Signal } from '../detect/finding.js';
-import { TextArena } from './text-arena.js';
+import { TextArena } from '../detect/text-arena.js';
 
 /** A finding as snapshots hold it. */
 export interface FindingRef {

@@ -36,10 +36,47 @@ export class TextArena {
 
   /** Keep a copy of data; returns its handle. */
   put(data: Uint8Array): number {
-    const n = data.length;
+    const h = this.reserve(data.length);
+    this.bytes.set(data, this.off[h]!);
+    return h;
+  }
+
+  /**
+   * Keep the characters of s as one byte each, when every one is below
+   * U+0100 (names, addresses, IPs); returns its handle, or -1 (nothing kept)
+   * when s has other characters.
+   */
+  putLatin1(s: string): number {
+    const n = s.length;
+    for (let i = 0; i < n; i++) if (s.charCodeAt(i) > 255) return -1;
+    const h = this.reserve(n);
+    const b = this.bytes;
+    const at = this.off[h]!;
+    for (let i = 0; i < n; i++) b[at + i] = s.charCodeAt(i);
+    return h;
+  }
+
+  /** Whether handle h (from putLatin1) holds exactly the characters of s. */
+  equalsLatin1(h: number, s: string): boolean {
+    const n = this.len[h]!;
+    if (n !== s.length) return false;
+    const b = this.bytes;
+    const at = this.off[h]!;
+    for (let i = 0; i < n; i++) if (b[at + i] !== s.charCodeAt(i)) return false;
+    return true;
+  }
+
+  /** The string that putLatin1 kept as handle h (a new string each call). */
+  latin1(h: number): string {
+    const n = this.len[h]!;
+    if (n < 0) throw new Error(`TextArena: handle ${h} is free`);
+    return Buffer.from(this.bytes.buffer, this.bytes.byteOffset + this.off[h]!, n).toString('latin1');
+  }
+
+  /** A handle for n bytes at the end, making room first; the caller writes them. */
+  private reserve(n: number): number {
     if (this.end + n > this.bytes.length) this.makeRoom(n);
     const h = this.newHandle();
-    this.bytes.set(data, this.end);
     this.off[h] = this.end;
     this.len[h] = n;
     this.end += n;
