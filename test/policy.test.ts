@@ -25,6 +25,25 @@ function finding(account: string, detector: string, signals: Signal[], score: nu
 const policy = (cfg: Record<string, unknown> = {}) => new Policy(policyConfigSchema.parse(cfg));
 
 describe('policy', () => {
+  it('keeps the newest 20 findings of a busy account without disturbing the others, in snapshots too', () => {
+    const p = policy({ alertCooldownMs: 1 });
+    for (let i = 0; i < 60; i++) {
+      p.onFinding(finding('busy@example.com', i % 2 ? 'send-flood' : 'recipient-fanout', [i % 2 ? 'volume' : 'fanout'], 40, t0 + i * 1000));
+      if (i % 3 === 0) p.onFinding(finding(`calm${i % 9}@example.com`, 'login-anomaly', ['new-network'], 25, t0 + i * 1000));
+    }
+    const snap = JSON.parse(JSON.stringify(p.snapshot())) as { entities: [string, { findings: { ts: number; summary: string }[] }][] };
+    const byKey = new Map(snap.entities);
+    const busy = byKey.get('account:busy@example.com')!.findings;
+    expect(busy.map((f) => f.ts)).toEqual(Array.from({ length: 20 }, (_, i) => t0 + (40 + i) * 1000));
+    expect(busy.at(-1)!.summary).toBe('send-flood on busy@example.com');
+    // calm0 got findings at i = 0, 9, ..., 54; calm3 at 3, 12, ...; calm6 at 6, 15, ...
+    expect(byKey.get('account:calm0@example.com')!.findings.map((f) => f.ts)).toEqual([0, 9, 18, 27, 36, 45, 54].map((i) => t0 + i * 1000));
+    expect([...byKey.keys()].filter((k) => k.startsWith('account:calm')).sort()).toEqual(['account:calm0@example.com', 'account:calm3@example.com', 'account:calm6@example.com']);
+    const q = policy({ alertCooldownMs: 1 });
+    q.restore(snap);
+    expect(JSON.parse(JSON.stringify(q.snapshot()))).toEqual(snap);
+  });
+
   it('defaults to dry-run and never locks on volume alone', () => {
     const p = policy();
     const d = p.onFinding(finding('news@example.com', 'send-flood', ['volume'], 100));

@@ -149,6 +149,8 @@ function grownU8(a: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
 }
 
 const NONE = -1;
+/** fDetector of a free finding row */
+const FREE = -1;
 /** lockBlocked column: absent, false, true */
 const UNSET = 0;
 
@@ -173,6 +175,8 @@ export class KeptStore {
   private fText = new Int32Array(0);
   private fNext = new Int32Array(0);
   private freeFinding = NONE;
+  /** rows from add() since the last setFindings */
+  private readonly added: number[] = [];
   private findingRows = 0;
   private readonly raw = new Map<number, RawText>();
   private readonly texts = new TextArena();
@@ -243,9 +247,10 @@ export class KeptStore {
     return out;
   }
 
-  /** Keep a finding (not yet on any entity: see setFindings). */
+  /** Keep a finding, to be placed on an entity by setFindings. */
   add(ref: { ts: number; start: number; detector: string; signals: readonly Signal[]; score: number; summary: string; evidence: Finding['evidence'] }): Kept {
     const r = this.newFindingRow();
+    this.added.push(r);
     this.fTs[r] = ref.ts;
     this.fStart[r] = ref.start;
     this.fScore[r] = ref.score;
@@ -260,7 +265,10 @@ export class KeptStore {
     return this.view(r);
   }
 
-  /** The entity's findings become exactly `list` (oldest first); its earlier ones not in it are freed. */
+  /**
+   * The entity's findings become exactly `list` (oldest first): its earlier
+   * findings and new ones from `add` that are not in it are freed.
+   */
   setFindings(e: number, list: readonly Kept[]): void {
     const keep = new Set<number>();
     for (const k of list) keep.add(k.row);
@@ -269,6 +277,8 @@ export class KeptStore {
       if (!keep.has(r)) this.freeFindingRow(r);
       r = next;
     }
+    for (const r of this.added) if (!keep.has(r) && this.fDetector[r] !== FREE) this.freeFindingRow(r);
+    this.added.length = 0;
     let prev = NONE;
     for (let i = list.length - 1; i >= 0; i--) {
       const r = list[i]!.row;
@@ -276,11 +286,6 @@ export class KeptStore {
       prev = r;
     }
     this.head[e] = prev;
-  }
-
-  /** Free a finding that `add` kept but no entity holds. */
-  discard(k: Kept): void {
-    this.freeFindingRow(k.row);
   }
 
   /** [summary, a fresh copy of the evidence] of a finding row. */
@@ -369,6 +374,9 @@ export class KeptStore {
   }
 
   private freeFindingRow(r: number): void {
+    // a row freed twice would sit on the free list twice and end up in two chains
+    if (this.fDetector[r] === FREE) throw new Error(`KeptStore: finding row ${r} freed twice`);
+    this.fDetector[r] = FREE;
     const h = this.fText[r]!;
     if (h === NONE) this.raw.delete(r);
     else this.texts.free(h);

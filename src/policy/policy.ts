@@ -81,7 +81,7 @@ export class Policy {
     for (const x of f.evidence) if (x.ts < start) start = x.ts;
     const findings = this.entities.findings(e).filter((x) => x.ts >= since);
     findings.push(this.entities.add({ ts: f.ts, start, detector: f.detector, signals: f.signals, score: f.score, summary: f.summary, evidence: f.evidence.slice(-KEPT_EVIDENCE) }));
-    if (findings.length > MAX_FINDINGS_PER_ENTITY) this.entities.discard(findings.shift()!);
+    if (findings.length > MAX_FINDINGS_PER_ENTITY) findings.shift(); // freed by setFindings
     this.entities.setFindings(e, findings);
     const st = this.entities.flags(e);
 
