@@ -38,6 +38,8 @@ export interface ParseFilesResult {
   correlator?: Correlator;
 }
 
+const OUT_RESET = 256;
+
 export async function parseFiles(files: readonly string[], opts: ParseFilesOptions): Promise<ParseFilesResult> {
   const stats = emptyStats();
   const lp = new LineParser(stats);
@@ -72,10 +74,13 @@ export async function parseFiles(files: readonly string[], opts: ParseFilesOptio
       const rs = await readLines(
         stream,
         (line, offset) => {
-          out.length = 0;
+          // `out` is emptied only now and then: setting an array's length is a
+          // runtime call, and most lines add one event.
+          if (out.length >= OUT_RESET) out.length = 0;
+          const first = out.length;
           const status = lp.parseLine(line, offset, ctx, out);
           if (onLine) onLine(file, line, status, lp.lastRecord?.program);
-          for (let i = 0; i < out.length; i++) {
+          for (let i = first; i < out.length; i++) {
             const e = out[i]!;
             if (correlator) correlator.push(e);
             if (onEvent) onEvent(e);
