@@ -69,6 +69,7 @@ const OWNER_OF_KEY: Record<string, (key: string) => Owned> = {
   'auth-attack.ip-accounts': I,
   'auth-attack.ip-failures': I,
   'auth-attack.ip': I,
+  'auth-attack.ip-samples': I,
   'auth-attack.account-ips': A,
   'auth-attack.account-failures': A,
   'auth-attack.streak': A,
