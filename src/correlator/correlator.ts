@@ -88,7 +88,16 @@ export function isLoopback(ip: string): boolean {
 
 export class Correlator {
   readonly stats: CorrelatorStats = { open: 0, peakOpen: 0, emitted: 0, shed: 0, expiredIdle: 0, linked: 0 };
-  private readonly entries = new Map<string, Entry>();
+  /**
+   * Open queue ids by host, then queue id: a line's host and queue id are
+   * fresh strings, and one Map keyed by `host + ' ' + queueId` had to build,
+   * flatten and hash that key on every touch.
+   */
+  private readonly open = new Map<string, Map<string, Entry>>();
+  private openCount = 0;
+  /** The last host looked up and its Map: a log has one host or a few. */
+  private lastHost: string | undefined;
+  private lastIds: Map<string, Entry> | undefined;
   /**
    * Open entries in least-recently-touched order, as a linked list through
    * the entries themselves. Why not the Map's own insertion order (delete +
@@ -156,8 +165,7 @@ export class Correlator {
         return;
       case 'postsuper':
         if (e.queueId !== undefined) {
-          const key = e.host + ' ' + e.queueId;
-          const en = this.entries.get(key);
+          const en = this.find(e.host, e.queueId);
           if (!en) return;
           this.note(en.root, `postsuper-${e.action}`);
           if (e.action === 'removed') this.onRemoved(e.host, e.queueId, e.ts, 'removed');
@@ -179,7 +187,7 @@ export class Correlator {
 
   /** Open queue ids plus finished re-injections waiting for a link (for metrics and the benchmark). */
   get size(): number {
-    return this.entries.size + this.waiting.size;
+    return this.openCount + this.waiting.size;
   }
 
   /**
@@ -225,13 +233,14 @@ export class Correlator {
       });
       return root;
     });
-    this.entries.clear();
+    this.open.clear();
+    this.openCount = 0;
+    this.lastHost = this.lastIds = undefined;
     this.lruHead = this.lruTail = undefined;
     for (const [ri, ei] of s.entries) {
       const en = roots[ri]?.entries[ei];
       if (en) {
-        this.entries.set(en.key, en);
-        this.lruAppend(en);
+        this.insert(en);
       }
     }
     this.waiting.clear();
@@ -247,7 +256,7 @@ export class Correlator {
   // --- event handlers -------------------------------------------------------
 
   private onClient(e: EventOf<'smtp.client'>): void {
-    let en = this.entries.get(e.host + ' ' + e.queueId);
+    let en = this.find(e.host, e.queueId);
     if (en && (en.active || en.hop.clientIp !== undefined)) {
       // A queue id seen through qmgr already got a new client: the id was reused
       // and the old message's `removed` line never came.
@@ -270,7 +279,7 @@ export class Correlator {
   }
 
   private onPickup(e: EventOf<'queue.pickup'>): void {
-    const existing = this.entries.get(e.host + ' ' + e.queueId);
+    const existing = this.find(e.host, e.queueId);
     if (existing && existing.active) this.finish(existing.root, 'reused');
     const en = this.touch(e);
     const m = en.root.msg;
@@ -340,12 +349,11 @@ export class Correlator {
   }
 
   private onRemoved(host: string, queueId: string, ts: number, why: MessageEnd): void {
-    const key = host + ' ' + queueId;
-    const en = this.entries.get(key);
+    const en = this.find(host, queueId);
     if (!en) return;
     en.lastTs = ts;
     this.close(en);
-    this.stats.open = this.entries.size;
+    this.stats.open = this.openCount;
     const root = en.root;
     root.live--;
     if (why === 'expired') root.msg.end = 'expired';
@@ -357,10 +365,10 @@ export class Correlator {
   /** `parent`'s message continues as queue id `childId` on the same host. */
   private link(parent: Entry, host: string, childId: string, how: 'delivery' | 'amavis'): void {
     const root = parent.root;
-    const key = host + ' ' + childId;
-    let child = this.entries.get(key);
+    let child = this.find(host, childId);
     if (child === undefined) {
       // The child may already have finished and be waiting for us.
+      const key = host + ' ' + childId;
       const w = this.waiting.get(key);
       if (w !== undefined && !w.root.done) {
         this.waiting.delete(key);
@@ -415,9 +423,8 @@ export class Correlator {
   }
 
   private touchKey(host: string, queueId: string, ts: number, src: Message['src']): Entry {
-    const key = host + ' ' + queueId;
-    const entries = this.entries;
-    let en = entries.get(key);
+    const ids = this.idsOf(host);
+    let en = ids.get(queueId);
     if (en === undefined) {
       const hop: Hop = { queueId };
       const msg: Message = {
@@ -433,18 +440,17 @@ export class Correlator {
         src,
       };
       const root: Root = { msg, live: 1, entries: [], recipients: new Map(), done: false };
-      en = { key, host, queueId, root, hop, lastTs: ts, active: false, older: undefined, newer: undefined };
+      en = { key: host + ' ' + queueId, host, queueId, root, hop, lastTs: ts, active: false, older: undefined, newer: undefined };
       root.entries.push(en);
-      entries.set(key, en);
-      this.lruAppend(en);
-      if (entries.size > this.stats.peakOpen) this.stats.peakOpen = entries.size;
-      if (entries.size > this.maxEntries) this.shedOldest();
+      this.insert(en, ids);
+      if (this.openCount > this.stats.peakOpen) this.stats.peakOpen = this.openCount;
+      if (this.openCount > this.maxEntries) this.shedOldest();
     } else if (en !== this.lruTail) {
       // Least-recently-touched order, for expiry and shedding.
       this.lruUnlink(en);
       this.lruAppend(en);
     }
-    this.stats.open = entries.size;
+    this.stats.open = this.openCount;
     en.lastTs = ts;
     const m = en.root.msg;
     if (ts > m.lastTs) m.lastTs = ts;
@@ -478,9 +484,9 @@ export class Correlator {
   /** Finish a message early (idle, shed, reused, flush): emit it incomplete, free its hops. */
   private finish(root: Root, end: MessageEnd): void {
     for (const en of root.entries) {
-      if (this.entries.get(en.key) === en) this.close(en);
+      if (this.find(en.host, en.queueId) === en) this.close(en);
     }
-    this.stats.open = this.entries.size;
+    this.stats.open = this.openCount;
     root.msg.complete = false;
     this.emit(root, end);
   }
@@ -495,9 +501,43 @@ export class Correlator {
     this.sink(m);
   }
 
+  /** The open entry of a queue id, if any. */
+  private find(host: string, queueId: string): Entry | undefined {
+    if (host === this.lastHost) return this.lastIds!.get(queueId);
+    return this.open.get(host)?.get(queueId);
+  }
+
+  /** The Map of a host's open queue ids, created when it has none. */
+  private idsOf(host: string): Map<string, Entry> {
+    if (host === this.lastHost) return this.lastIds!;
+    let ids = this.open.get(host);
+    if (ids === undefined) {
+      ids = new Map();
+      this.open.set(host, ids);
+    }
+    this.lastHost = host;
+    this.lastIds = ids;
+    return ids;
+  }
+
+  /** Open a queue id: in its host's Map and last in the LRU list. */
+  private insert(en: Entry, ids = this.idsOf(en.host)): void {
+    ids.set(en.queueId, en);
+    this.openCount++;
+    this.lruAppend(en);
+  }
+
   /** Forget an open queue id (its Map entry and its place in the LRU list). */
   private close(en: Entry): void {
-    this.entries.delete(en.key);
+    const ids = en.host === this.lastHost ? this.lastIds! : this.open.get(en.host);
+    if (ids !== undefined && ids.delete(en.queueId)) {
+      this.openCount--;
+      // A host with nothing open goes, so invented host names cannot pile up.
+      if (ids.size === 0) {
+        this.open.delete(en.host);
+        if (ids === this.lastIds) this.lastHost = this.lastIds = undefined;
+      }
+    }
     this.lruUnlink(en);
   }
 
