@@ -39,7 +39,7 @@ type EvidenceRow = [string, number, number] | [string, number, number, string];
 type RawText = readonly [string, Finding['evidence']];
 
 // Small window and hash: the texts are short, and a deflate stream's state is allocated per call.
-const DEFLATE = { level: 1, memLevel: 1, windowBits: 10 };
+const DEFLATE = { level: 1, memLevel: 1, windowBits: 10, chunkSize: 512 };
 
 /**
  * The text of a finding as deflated JSON, [summary, EvidenceRow[]], when
@@ -69,7 +69,7 @@ function packText(summary: string, evidence: Finding['evidence']): Buffer | unde
 }
 
 function unpackText(bytes: Uint8Array): [string, EvidenceRow[]] {
-  return JSON.parse(inflateRawSync(bytes, { windowBits: DEFLATE.windowBits }).toString('utf8')) as [string, EvidenceRow[]];
+  return JSON.parse(inflateRawSync(bytes, { windowBits: DEFLATE.windowBits, chunkSize: 2048 }).toString('utf8')) as [string, EvidenceRow[]];
 }
 
 function jsonNumber(n: unknown): boolean {
