@@ -16,6 +16,7 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Finding, Signal } from '../detect/finding.js';
 import { TextArena } from '../detect/text-arena.js';
+import { StringTable } from '../detect/windows.js';
 
 /** A finding as snapshots hold it. */
 export interface FindingRef {
@@ -155,10 +156,13 @@ const FREE = -1;
 const UNSET = 0;
 
 export class KeptStore {
-  /** entity key → entity row; insertion order is recency (see touch) */
-  private readonly index = new Map<string, number>();
-  private entityRows = 0;
-  private readonly freeEntities: number[] = [];
+  /** entity key → entity row (its id in the table: keys held as bytes, off the heap) */
+  private readonly keys = new StringTable();
+  /** recency order of entity rows, least recent first (see touch) */
+  private prev = new Int32Array(0);
+  private next = new Int32Array(0);
+  private oldest = NONE;
+  private newest = NONE;
   // per entity row
   private head = new Int32Array(0);
   private locked = new Uint8Array(0);
@@ -186,12 +190,12 @@ export class KeptStore {
   constructor(private readonly maxEntities: number) {}
 
   get size(): number {
-    return this.index.size;
+    return this.keys.size;
   }
 
   /** The entity's row, or -1. */
   find(key: string): number {
-    return this.index.get(key) ?? NONE;
+    return this.keys.find(key);
   }
 
   /**
@@ -199,23 +203,21 @@ export class KeptStore {
    * the least recently touched entity is dropped first.
    */
   touch(key: string): number {
-    let e = this.index.get(key);
-    if (e === undefined) {
-      if (this.index.size >= this.maxEntities) {
-        const oldest = this.index.keys().next().value;
-        if (oldest !== undefined) this.drop(oldest);
-      }
+    let e = this.keys.find(key);
+    if (e < 0) {
+      if (this.keys.size >= this.maxEntities && this.oldest !== NONE) this.drop(this.oldest);
       e = this.create(key);
-    } else {
-      this.index.delete(key);
-      this.index.set(key, e);
+    } else if (e !== this.newest) {
+      this.unlink(e);
+      this.linkNewest(e);
     }
     return e;
   }
 
   /** The entity's row, created when new without making it recent or dropping another (an operator's lock). */
   ensure(key: string): number {
-    return this.index.get(key) ?? this.create(key);
+    const e = this.keys.find(key);
+    return e >= 0 ? e : this.create(key);
   }
 
   flags(e: number): EntityFlags {
@@ -301,11 +303,11 @@ export class KeptStore {
 
   /** Every entity, least recent first. */
   *entries(): IterableIterator<[string, number]> {
-    yield* this.index;
+    for (let e = this.oldest; e !== NONE; e = this.next[e]!) yield [this.keys.str(e), e];
   }
 
   clear(): void {
-    for (const key of [...this.index.keys()]) this.drop(key);
+    while (this.oldest !== NONE) this.drop(this.oldest);
   }
 
   /** Bytes held outside the heap by live texts (for tests and the bench). */
@@ -318,37 +320,52 @@ export class KeptStore {
   }
 
   private create(key: string): number {
-    let e = this.freeEntities.pop();
-    if (e === undefined) {
-      e = this.entityRows++;
-      if (e >= this.head.length) {
-        const cap = Math.max(64, this.head.length * 2);
-        this.head = grownI32(this.head, cap, NONE);
+    const e = this.keys.acquire(key);
+    if (e >= this.head.length) {
+      const cap = Math.max(64, this.head.length * 2, e + 1);
+      this.prev = grownI32(this.prev, cap, NONE);
+      this.next = grownI32(this.next, cap, NONE);
+      this.head = grownI32(this.head, cap, NONE);
         this.locked = grownU8(this.locked, cap);
         this.action = grownU8(this.action, cap);
         this.blocked = grownU8(this.blocked, cap);
-        this.lastAlert = grownF64(this.lastAlert, cap);
-      }
+      this.lastAlert = grownF64(this.lastAlert, cap);
     }
     this.head[e] = NONE;
     this.locked[e] = 0;
     this.action[e] = 0;
     this.blocked[e] = UNSET;
     this.lastAlert[e] = -Infinity;
-    this.index.set(key, e);
+    this.linkNewest(e);
     return e;
   }
 
-  private drop(key: string): void {
-    const e = this.index.get(key)!;
-    this.index.delete(key);
+  private drop(e: number): void {
+    this.unlink(e);
     for (let r = this.head[e]!; r !== NONE; ) {
       const next = this.fNext[r]!;
       this.freeFindingRow(r);
       r = next;
     }
     this.head[e] = NONE;
-    this.freeEntities.push(e);
+    this.keys.release(e);
+  }
+
+  private linkNewest(e: number): void {
+    this.prev[e] = this.newest;
+    this.next[e] = NONE;
+    if (this.newest !== NONE) this.next[this.newest] = e;
+    else this.oldest = e;
+    this.newest = e;
+  }
+
+  private unlink(e: number): void {
+    const p = this.prev[e]!;
+    const n = this.next[e]!;
+    if (p !== NONE) this.next[p] = n;
+    else this.oldest = n;
+    if (n !== NONE) this.prev[n] = p;
+    else this.newest = p;
   }
 
   private newFindingRow(): number {

@@ -19,7 +19,6 @@
 import { parseCidrs } from '../detect/site.js';
 import { compromiseSignals, volumeSignals, type Finding, type Signal } from '../detect/finding.js';
 import type { PolicyConfig } from './config.js';
-import { own } from '../detect/windows.js';
 import ipaddr from 'ipaddr.js';
 import { KeptStore, type DecisionAction, type EntityFlags, type FindingRef, type Kept } from './kept.js';
 
@@ -73,8 +72,8 @@ export class Policy {
   onFinding(f: Finding): Decision | undefined {
     const account = f.entity.kind === 'account' ? f.entity.id.toLowerCase() : f.account?.toLowerCase();
     const entity = account !== undefined ? { kind: 'account' as const, id: account } : { kind: 'ip' as const, id: f.entity.id };
-    // flat, owned: a cons of a view into the log line would keep the line as long as the entity
-    const key = own(`${entity.kind}:${entity.id}`);
+    // the store keeps a copy of the key's characters, not this string
+    const key = `${entity.kind}:${entity.id}`;
     const e = this.entities.touch(key);
     const since = f.ts - this.cfg.correlationWindowMs;
     let start = f.ts;
