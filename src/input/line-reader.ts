@@ -229,31 +229,38 @@ export async function readLines(stream: Readable, onLine: LineHandler, opts: Rea
   return sp.stats;
 }
 
+/** Lines of one input chunk and their stream offsets, in two arrays: no pair allocated per line. */
+export interface LineBatch {
+  lines: string[];
+  offsets: number[];
+}
+
 /**
- * The same as readLines, pulled: yields arrays of [line, offset] per input
- * chunk, so several files can be merged. Throws InputError like readLines,
- * after yielding every complete line before the damage.
+ * The same as readLines, pulled: yields the lines of each input chunk, so
+ * several files can be merged. Throws InputError like readLines, after
+ * yielding every complete line before the damage.
  */
-export async function* lineBatches(stream: Readable, opts: ReadOptions = {}): AsyncGenerator<[string, number][], ReadStats> {
+export async function* lineBatches(stream: Readable, opts: ReadOptions = {}): AsyncGenerator<LineBatch, ReadStats> {
   const sp = new LineSplitter(opts.maxLineBytes);
-  let batch: [string, number][] = [];
+  let batch: LineBatch = { lines: [], offsets: [] };
   const collect: LineHandler = (l, o) => {
-    batch.push([l, o]);
+    batch.lines.push(l);
+    batch.offsets.push(o);
   };
   try {
     for await (const chunk of stream) {
       sp.push(chunk as Buffer, collect);
-      if (batch.length > 0) {
+      if (batch.lines.length > 0) {
         yield batch;
-        batch = [];
+        batch = { lines: [], offsets: [] };
       }
     }
   } catch (err) {
     sp.abort();
-    if (batch.length > 0) yield batch;
+    if (batch.lines.length > 0) yield batch;
     throw corrupt(err, sp.stats);
   }
   sp.end(collect);
-  if (batch.length > 0) yield batch;
+  if (batch.lines.length > 0) yield batch;
   return sp.stats;
 }

@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import type { LogRecord } from '../core/record.js';
 import type { EnvelopeFormat } from '../envelope/envelope.js';
 import type { ZoneClock } from '../envelope/zone.js';
-import { InputError, lineBatches, openInput } from '../input/line-reader.js';
+import { InputError, lineBatches, openInput, type LineBatch } from '../input/line-reader.js';
 import { envelopeContext, type LineParser } from './line-parser.js';
 
 export interface MergeInput {
@@ -27,8 +27,8 @@ export interface MergeOptions {
 
 interface Cursor {
   file: string;
-  iter: AsyncGenerator<[string, number][], unknown>;
-  batch: [string, number][];
+  iter: AsyncGenerator<LineBatch, unknown>;
+  batch: LineBatch;
   i: number;
   head: LogRecord | undefined;
   ctx: ReturnType<typeof envelopeContext>;
@@ -57,7 +57,7 @@ export async function mergeInputs(inputs: readonly MergeInput[], lp: LineParser,
       cursors.push({
         file: inp.path,
         iter: lineBatches(stream, { maxLineBytes: opts.maxLineBytes }),
-        batch: [],
+        batch: { lines: [], offsets: [] },
         i: 0,
         head: undefined,
         ctx: envelopeContext({ file: inp.path, format: inp.format, zone: opts.zone, year: opts.year, refTime, defaultHost: inp.host }),
@@ -73,16 +73,8 @@ export async function mergeInputs(inputs: readonly MergeInput[], lp: LineParser,
   /** Move a cursor to its next well-formed record (or mark it exhausted). */
   const advance = async (c: Cursor): Promise<boolean> => {
     for (;;) {
-      while (c.i < c.batch.length) {
-        const [line, offset] = c.batch[c.i++]!;
-        c.bytes = offset + line.length;
-        const rec = lp.envelope(line, offset, c.ctx);
-        if (rec !== undefined) {
-          c.head = rec;
-          return true;
-        }
-      }
-      let r: IteratorResult<[string, number][], unknown>;
+      if (nextRecord(c)) return true;
+      let r: IteratorResult<LineBatch, unknown>;
       try {
         r = await c.iter.next();
       } catch (err) {
@@ -117,8 +109,16 @@ export async function mergeInputs(inputs: readonly MergeInput[], lp: LineParser,
 
   // Same as advance, without an await while the current batch lasts (the hot path).
   function advanceFast(c: Cursor): boolean | Promise<boolean> {
-    while (c.i < c.batch.length) {
-      const [line, offset] = c.batch[c.i++]!;
+    return nextRecord(c) || advance(c);
+  }
+
+  /** The cursor's next well-formed record from its current batch; false when the batch is used up. */
+  function nextRecord(c: Cursor): boolean {
+    const { lines, offsets } = c.batch;
+    while (c.i < lines.length) {
+      const k = c.i++;
+      const line = lines[k]!;
+      const offset = offsets[k]!;
       c.bytes = offset + line.length;
       const rec = lp.envelope(line, offset, c.ctx);
       if (rec !== undefined) {
@@ -126,6 +126,6 @@ export async function mergeInputs(inputs: readonly MergeInput[], lp: LineParser,
         return true;
       }
     }
-    return advance(c);
+    return false;
   }
 }
