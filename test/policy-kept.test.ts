@@ -78,6 +78,24 @@ describe('KeptStore', () => {
     expect(s.findings(e).map((k) => k.ts)).toEqual([200]);
   });
 
+  it('keeps texts plain up to its limit and deflated beyond, reading both back the same', () => {
+    const s = new KeptStore(100, 2000);
+    const e = s.touch('account:x');
+    const long = (ts: number) => ({ ...finding(ts, `note ${ts} ` + 'repeated words '.repeat(20)), summary: `summary ${ts} ` + 'more words '.repeat(10) });
+    const kept = Array.from({ length: 12 }, (_, i) => s.add(long(i)));
+    s.setFindings(e, kept);
+    const sizes = kept.map((k) => (s as unknown as { texts: { get(h: number): Uint8Array } }).texts.get((s as unknown as { fText: Int32Array }).fText[k.row]!).length);
+    // the first few are plain (over 300 bytes each), the rest deflated (far smaller)
+    expect(sizes[0]).toBeGreaterThan(300);
+    expect(sizes.at(-1)).toBeLessThan(sizes[0]! / 2);
+    expect(s.findings(e).map((k) => k.ref())).toEqual(Array.from({ length: 12 }, (_, i) => ({ ...long(i), signals: ['volume'] })));
+    // freeing plain texts makes room for plain ones again
+    s.setFindings(e, []);
+    const again = s.add(long(99));
+    s.setFindings(e, [again]);
+    expect((s as unknown as { texts: { get(h: number): Uint8Array } }).texts.get((s as unknown as { fText: Int32Array }).fText[again.row]!).length).toBeGreaterThan(300);
+  });
+
   it('keeps evidence that JSON cannot carry exactly as it came', () => {
     const s = new KeptStore(10);
     const e = s.touch('ip:192.0.2.1');
