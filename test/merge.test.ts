@@ -1,10 +1,12 @@
 /**
  * mergeInputs: records of several files in time order (ties: the earlier
- * file first), with each line's own byte offset, across read chunks.
+ * file first), with each line's own byte offset, across read chunks; a file
+ * that breaks midway gives its lines before the damage and is reported.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { LogRecord } from '../src/core/record.js';
 import { ZoneClock } from '../src/envelope/zone.js';
@@ -55,5 +57,18 @@ describe('mergeInputs', () => {
     const { got } = await merge([big]);
     expect(got).toHaveLength(n);
     expect(got[n - 1]!.message).toBe(`m${n - 1}`);
+  });
+
+  it('keeps the lines before a gzip file breaks, reports it, and goes on with the others', async () => {
+    const gz = gzipSync(Buffer.from([line(1, 'z1'), line(4, 'z4')].join('\n') + '\n'));
+    const broken = join(dir, 'broken.log.gz');
+    writeFileSync(broken, gz.subarray(0, gz.length - 12));
+    const ok = join(dir, 'ok.log');
+    writeFileSync(ok, [line(2, 'o2'), line(3, 'o3')].join('\n') + '\n');
+    const { got, errors, r } = await merge([broken, join(dir, 'missing.log'), ok]);
+    // The gzip stream fails while the other inputs are being opened: its error must reach onInputError, not the process.
+    expect(got.map((x) => x.message)).toEqual(['z1', 'o2', 'o3']);
+    expect(errors.map((e) => e.replace(dir, '')).sort()).toEqual(['/broken.log.gz: FG_INPUT_CORRUPT', '/missing.log: FG_INPUT_UNREADABLE']);
+    expect(r.inputErrors).toBe(2);
   });
 });

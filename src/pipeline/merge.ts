@@ -43,6 +43,7 @@ export async function mergeInputs(inputs: readonly MergeInput[], lp: LineParser,
   let inputErrors = 0;
   let total = 0;
   const cursors: Cursor[] = [];
+  const firstRecords: Promise<boolean>[] = [];
   for (const inp of inputs) {
     let refTime = Date.now();
     try {
@@ -54,7 +55,7 @@ export async function mergeInputs(inputs: readonly MergeInput[], lp: LineParser,
     }
     try {
       const stream = await openInput(inp.path);
-      cursors.push({
+      const c: Cursor = {
         file: inp.path,
         iter: lineBatches(stream, { maxLineBytes: opts.maxLineBytes }),
         batch: { lines: [], offsets: [] },
@@ -62,7 +63,12 @@ export async function mergeInputs(inputs: readonly MergeInput[], lp: LineParser,
         head: undefined,
         ctx: envelopeContext({ file: inp.path, format: inp.format, zone: opts.zone, year: opts.year, refTime, defaultHost: inp.host }),
         bytes: 0,
-      });
+      };
+      cursors.push(c);
+      // Start reading now, not after the other inputs are open: a gzip
+      // stream that fails meanwhile would have no error listener yet, and
+      // its error would be thrown out of the process.
+      firstRecords.push(advance(c));
     } catch (err) {
       if (!(err instanceof InputError)) throw err;
       inputErrors++;
@@ -71,7 +77,7 @@ export async function mergeInputs(inputs: readonly MergeInput[], lp: LineParser,
   }
 
   /** Move a cursor to its next well-formed record (or mark it exhausted). */
-  const advance = async (c: Cursor): Promise<boolean> => {
+  async function advance(c: Cursor): Promise<boolean> {
     for (;;) {
       if (nextRecord(c)) return true;
       let r: IteratorResult<LineBatch, unknown>;
@@ -91,10 +97,10 @@ export async function mergeInputs(inputs: readonly MergeInput[], lp: LineParser,
       c.batch = r.value;
       c.i = 0;
     }
-  };
+  }
 
   let live: Cursor[] = [];
-  for (const c of cursors) if (await advance(c)) live.push(c);
+  for (let k = 0; k < cursors.length; k++) if (await firstRecords[k]) live.push(cursors[k]!);
   let n = 0;
   while (live.length > 0) {
     let best = live[0]!;
