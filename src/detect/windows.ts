@@ -135,10 +135,13 @@ export class StringTable {
   /** hash32 of each held string, so that deletion and growth need not rehash the strings */
   private hashes = new Int32Array(1024);
   private readonly freeIds: number[] = [];
-  // The last string looked up: detectors ask several structures about the
-  // same key string in a row, and an identity hit skips the lookup.
+  // The last two strings looked up: detectors ask several structures about
+  // the same key string in a row, and sample a file name between keys; an
+  // identity hit skips hashing and comparing.
   private lastS: string | undefined;
   private lastId = -1;
+  private prevS: string | undefined;
+  private prevId = -1;
 
   get size(): number {
     return this.count;
@@ -151,11 +154,18 @@ export class StringTable {
   /** Id of s if held (no reference taken), else -1. */
   find(s: string): number {
     if (s === this.lastS) return this.lastId;
+    if (s === this.prevS) return this.prevId;
     const id = this.lookup(s, hash32(s));
     if (id < 0) return -1;
+    this.remember(s, id);
+    return id;
+  }
+
+  private remember(s: string, id: number): void {
+    this.prevS = this.lastS;
+    this.prevId = this.lastId;
     this.lastS = s;
     this.lastId = id;
-    return id;
   }
 
   private lookup(s: string, h: number): number {
@@ -179,12 +189,15 @@ export class StringTable {
       this.refs[this.lastId]!++;
       return this.lastId;
     }
+    if (s === this.prevS) {
+      this.refs[this.prevId]!++;
+      return this.prevId;
+    }
     const h = hash32(s);
     const found = this.lookup(s, h);
     if (found >= 0) {
       this.refs[found]!++;
-      this.lastS = s;
-      this.lastId = found;
+      this.remember(s, found);
       return found;
     }
     const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.ids++;
@@ -201,8 +214,7 @@ export class StringTable {
     if ((this.count + 1) * 2 > this.index.length) this.rehash(this.index.length * 2);
     this.place(id);
     this.count++;
-    this.lastS = s;
-    this.lastId = id;
+    this.remember(s, id);
     return id;
   }
 
@@ -237,6 +249,10 @@ export class StringTable {
       this.lastS = undefined;
       this.lastId = -1;
     }
+    if (id === this.prevId) {
+      this.prevS = undefined;
+      this.prevId = -1;
+    }
   }
 
   /** Remove id's cell (backward-shift deletion keeps probe runs unbroken; as Keyed.unindex). */
@@ -264,6 +280,7 @@ export class StringTable {
   /** The string of a held id (a new string each call when it is kept as bytes, except for the last one looked up). */
   str(id: number): string {
     if (id === this.lastId && this.lastS !== undefined) return this.lastS;
+    if (id === this.prevId && this.prevS !== undefined) return this.prevS;
     const hd = this.handle[id]!;
     return hd >= 0 ? this.bytes.latin1(hd) : this.other.get(id)!;
   }
