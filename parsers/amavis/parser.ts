@@ -8,7 +8,7 @@
 import type { Event } from '../../src/core/events.js';
 import type { LogRecord } from '../../src/core/record.js';
 import type { Parser } from '../types.js';
-import { baseOf, num } from '../util.js';
+import { num, srcOf } from '../util.js';
 
 type AmavisEvent = Extract<Event, { kind: 'amavis' }>;
 
@@ -195,7 +195,10 @@ function mainEntry(rec: LogRecord, msg: string, i: number, out: Event[]): boolea
   }
   const ev: AmavisEvent = {
     kind: 'amavis',
-    ...baseOf(rec),
+    ts: rec.ts,
+    host: rec.host,
+    program: rec.program,
+    src: srcOf(rec),
     verdict,
     category,
     sender,

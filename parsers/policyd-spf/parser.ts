@@ -13,7 +13,7 @@
 import { spfResults, type Event } from '../../src/core/events.js';
 import type { LogRecord } from '../../src/core/record.js';
 import type { Parser } from '../types.js';
-import { baseOf, leadingQueueId } from '../util.js';
+import { leadingQueueId, srcOf } from '../util.js';
 
 type SpfEvent = Extract<Event, { kind: 'spf' }>;
 type SpfResult = SpfEvent['result'];
@@ -66,7 +66,7 @@ function fillFields(ev: SpfEvent, msg: string, from: number): void {
 }
 
 function newEvent(rec: LogRecord, daemon: 'python' | 'perl', result: SpfResult): SpfEvent {
-  return { kind: 'spf', ...baseOf(rec), daemon, result };
+  return { kind: 'spf', ts: rec.ts, host: rec.host, program: rec.program, src: srcOf(rec), daemon, result };
 }
 
 /** `Pass (reason) identity=...` or `Pass; identity=...` at i (Python daemon). */

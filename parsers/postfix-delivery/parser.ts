@@ -11,7 +11,7 @@
 import type { Event } from '../../src/core/events.js';
 import type { LogRecord } from '../../src/core/record.js';
 import type { Parser } from '../types.js';
-import { baseOf, leadingQueueId, parseClient, postfixService } from '../util.js';
+import { leadingQueueId, parseClient, postfixService, srcOf } from '../util.js';
 import { isDiagnostic, parseDeliveryLine } from './line.js';
 
 /** Lines after `QID: ` that are known and carry no event of their own. */
@@ -104,7 +104,10 @@ function parseTlsOut(rec: LogRecord, msg: string, p: number, out: Event[]): bool
   if (cEnd < 0) cEnd = msg.length;
   const e: Extract<Event, { kind: 'smtp.tls' }> = {
     kind: 'smtp.tls',
-    ...baseOf(rec),
+    ts: rec.ts,
+    host: rec.host,
+    program: rec.program,
+    src: srcOf(rec),
     service: postfixService(rec.program),
     direction: 'out',
     tlsProtocol: msg.slice(protoStart, with_),

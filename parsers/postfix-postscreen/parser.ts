@@ -23,7 +23,7 @@ import type { Event, EventOf } from '../../src/core/events.js';
 import type { LogRecord } from '../../src/core/record.js';
 import type { Parser } from '../types.js';
 import { parseRejectLine } from '../postfix-smtpd/reject.js';
-import { baseOf } from '../util.js';
+import { srcOf } from '../util.js';
 
 type Postscreen = EventOf<'postscreen'>;
 type Action = Postscreen['action'];
@@ -61,7 +61,7 @@ function peerAt(s: string, at: number): Peer | undefined {
 }
 
 function emit(rec: LogRecord, out: Event[], action: Action, peer: Peer): Postscreen {
-  const ev: Postscreen = { kind: 'postscreen', ...baseOf(rec), action, ip: peer.ip };
+  const ev: Postscreen = { kind: 'postscreen', ts: rec.ts, host: rec.host, program: rec.program, src: srcOf(rec), action, ip: peer.ip };
   if (peer.port !== undefined) ev.port = peer.port;
   out.push(ev);
   return ev;
@@ -121,7 +121,7 @@ function onNoqueue(rec: LogRecord, msg: string, out: Event[]): boolean {
   // postscreen's own "too many connections" / "all server ports busy" refusals.
   if (rej.category === 'other' && rej.stage === 'CONNECT' && rej.reason.indexOf('busy') >= 0) rej.category = 'rate';
   if (rej.ip !== undefined) {
-    const ev: Postscreen = { kind: 'postscreen', ...baseOf(rec), action: 'noqueue', ip: rej.ip };
+    const ev: Postscreen = { kind: 'postscreen', ts: rec.ts, host: rec.host, program: rec.program, src: srcOf(rec), action: 'noqueue', ip: rej.ip };
     const open = msg.indexOf('[', 9);
     const peer = open > 0 ? peerAt(msg, open) : undefined;
     if (peer?.port !== undefined) ev.port = peer.port;

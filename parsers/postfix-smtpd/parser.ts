@@ -24,7 +24,7 @@
 import type { Event, EventOf } from '../../src/core/events.js';
 import type { LogRecord } from '../../src/core/record.js';
 import type { Parser } from '../types.js';
-import { baseOf, leadingQueueId, postfixService } from '../util.js';
+import { leadingQueueId, postfixService, srcOf } from '../util.js';
 import { parseRejectLine } from './reject.js';
 
 interface Client {
@@ -220,7 +220,10 @@ function onLost(
   if (c === undefined) return false;
   const ev: EventOf<'smtp.lost'> = {
     kind: 'smtp.lost',
-    ...baseOf(rec),
+    ts: rec.ts,
+    host: rec.host,
+    program: rec.program,
+    src: srcOf(rec),
     ip: c.ip,
     clientHost: c.clientHost,
     service: postfixService(rec.program),
@@ -255,7 +258,10 @@ function onTls(rec: LogRecord, msg: string, out: Event[]): boolean {
   }
   const ev: EventOf<'smtp.tls'> = {
     kind: 'smtp.tls',
-    ...baseOf(rec),
+    ts: rec.ts,
+    host: rec.host,
+    program: rec.program,
+    src: srcOf(rec),
     ip: c.ip,
     clientHost: c.clientHost,
     service: postfixService(rec.program),
@@ -289,7 +295,10 @@ function onSaslFailure(rec: LogRecord, msg: string, at: number, out: Event[]): b
   if (reason.startsWith('Connection lost to authentication server')) return true;
   const ev: EventOf<'auth'> = {
     kind: 'auth',
-    ...baseOf(rec),
+    ts: rec.ts,
+    host: rec.host,
+    program: rec.program,
+    src: srcOf(rec),
     source: 'postfix',
     protocol: 'smtp',
     outcome: 'failure',
@@ -324,7 +333,10 @@ function onLimit(rec: LogRecord, msg: string, at: number, out: Event[]): boolean
   else if (what.startsWith('AUTH')) stage = 'AUTH';
   out.push({
     kind: 'smtp.reject',
-    ...baseOf(rec),
+    ts: rec.ts,
+    host: rec.host,
+    program: rec.program,
+    src: srcOf(rec),
     ip: c.ip,
     clientHost: c.clientHost,
     service: postfixService(rec.program),

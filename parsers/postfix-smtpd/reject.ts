@@ -11,7 +11,7 @@
  */
 import type { Event, EventOf } from '../../src/core/events.js';
 import type { LogRecord } from '../../src/core/record.js';
-import { baseOf } from '../util.js';
+import { srcOf } from '../util.js';
 
 type Reject = EventOf<'smtp.reject'>;
 type Category = Reject['category'];
@@ -284,7 +284,7 @@ export function parseRejectLine(
   const parts = splitReply(reply);
   const cls = classifyReply(parts.reason, milter);
 
-  const ev: Reject = { kind: 'smtp.reject', ...baseOf(rec), service, action, stage, category: cls.category, reason: parts.reason };
+  const ev: Reject = { kind: 'smtp.reject', ts: rec.ts, host: rec.host, program: rec.program, src: srcOf(rec), service, action, stage, category: cls.category, reason: parts.reason };
   if (queueId !== undefined) ev.queueId = queueId;
   if (ip !== undefined) ev.ip = ip;
   if (clientHost) ev.clientHost = clientHost;

@@ -13,7 +13,7 @@
 import { authProtocols, type Event } from '../../src/core/events.js';
 import type { LogRecord } from '../../src/core/record.js';
 import type { Parser } from '../types.js';
-import { baseOf, plainValue } from '../util.js';
+import { plainValue, srcOf } from '../util.js';
 
 type AuthEvent = Extract<Event, { kind: 'auth' }>;
 type Protocol = AuthEvent['protocol'];
@@ -32,7 +32,7 @@ function protocolOf(service: string | undefined): Protocol {
 }
 
 function authEvent(rec: LogRecord, outcome: 'success' | 'failure', protocol: Protocol): AuthEvent {
-  return { kind: 'auth', ...baseOf(rec), source: 'saslauthd', protocol, outcome };
+  return { kind: 'auth', ts: rec.ts, host: rec.host, program: rec.program, src: srcOf(rec), source: 'saslauthd', protocol, outcome };
 }
 
 /** `[key=value]` in saslauthd's do_auth lines. */

@@ -21,7 +21,7 @@
 import type { Event } from '../../src/core/events.js';
 import type { LogRecord, ZimbraFields } from '../../src/core/record.js';
 import type { Parser } from '../types.js';
-import { baseOf } from '../util.js';
+import { srcOf } from '../util.js';
 
 type AuthEvent = Extract<Event, { kind: 'auth' }>;
 type Protocol = AuthEvent['protocol'];
@@ -127,7 +127,7 @@ function threadTls(thread: string): boolean | undefined {
 }
 
 function newAuth(rec: LogRecord, z: ZimbraFields, outcome: 'success' | 'failure', protocol: Protocol): AuthEvent {
-  const ev: AuthEvent = { kind: 'auth', ...baseOf(rec), source: 'zimbra', protocol, outcome };
+  const ev: AuthEvent = { kind: 'auth', ts: rec.ts, host: rec.host, program: rec.program, src: srcOf(rec), source: 'zimbra', protocol, outcome };
   const ctx = z.context;
   if (ctx !== '') {
     const name = zimbraValue(ctx, 'name=');
