@@ -132,6 +132,8 @@ function parseTagged(line: string, i: number, rec: LogRecord, defaultHost: strin
   let bracket = -1;
   for (; j < n; j++) {
     const c = line.charCodeAt(j);
+    // Letters, digits, '-', '.', '/': most of a tag, and none of them matters here.
+    if (c >= 97 || (c >= 45 && c <= 57)) continue;
     if (c === C.LParen || c === C.Lt) depth++;
     else if ((c === C.RParen || c === C.Gt) && depth > 0) depth--;
     else if (c === C.LBracket && depth === 0 && bracket < 0) bracket = j;
