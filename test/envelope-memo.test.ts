@@ -48,6 +48,19 @@ describe('envelope memo (a stamp repeated from the previous line)', () => {
     ]);
   });
 
+  it('does not reuse a stamp across lines whose stamps are too long to keep', () => {
+    const c = envelopeContext({ file: 'f', refTime: Date.UTC(2026, 8, 1) });
+    const long = '.' + '1'.repeat(40);
+    // Aug, then Jan and Jun (moving the year on), then the first stamp again: Aug of the next year.
+    const lines = ['Aug  1 10:00:00 h p: a', `Jan  1 10:00:00${long} h p: b`, `Jun  1 10:00:00${long} h p: c`, 'Aug  1 10:00:00 h p: d'];
+    expect(lines.map((l) => iso(parseEnvelope(l, 0, c)?.ts))).toEqual([
+      '2026-08-01T10:00:00.000Z',
+      '2027-01-01T10:00:00.111Z',
+      '2027-06-01T10:00:00.111Z',
+      '2027-08-01T10:00:00.000Z',
+    ]);
+  });
+
   it('forgets a stamp when the year state is restored from a checkpoint', () => {
     const years = new YearInferrer(Date.UTC(2026, 10, 30));
     const c = { format: 'auto' as const, zone: new ZoneClock('UTC'), years, defaultHost: 'h', file: 'f' };
