@@ -83,14 +83,16 @@ export class DetectPipeline {
   /** Feed one enveloped record (see LineParser.envelope). */
   feed(rec: LogRecord): void {
     const out = this.out;
-    out.length = 0;
+    // emptied every 256 events, not per record: setting an array's length is a runtime call
+    const from = out.length;
     this.lines.dispatchRecord(rec, out);
-    for (let i = 0; i < out.length; i++) {
+    for (let i = from; i < out.length; i++) {
       const e = out[i]!;
       this.onEvent?.(e);
       this.correlator.push(e);
       this.engine.onEvent(e);
     }
+    if (out.length >= 256) out.length = 0;
   }
 
   /**
