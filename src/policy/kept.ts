@@ -1,14 +1,15 @@
 /**
  * What the policy keeps per entity (account or IP) between findings: its
  * recent findings and its decision state, in typed columns, with each
- * finding's text (summary and newest evidence) deflated into a TextArena.
+ * finding's text (summary and newest evidence) as JSON bytes in a TextArena
+ * (deflated once plain texts pass PLAIN_TEXT_BYTES).
  *
  * Why columns: with 100,000 accounts holding a finding each, an object per
  * entity and per finding (with boxed times and scores, an array, a text
  * string) was ~550 bytes of long-lived heap per account, and V8 lets the
  * old generation grow to a few times its live size: ~160 MB of peak RSS for
- * the policy alone. Here an entity costs its key string and a Map entry on
- * the heap, and ~60 bytes plus its texts outside it.
+ * the policy alone. Here an entity costs ~60 bytes of columns and its key's
+ * bytes in a StringTable, plus its texts, all outside the heap.
  *
  * The policy reads an entity's findings as short-lived `Kept` views, made
  * only for the entity a finding is about.
