@@ -138,7 +138,7 @@ export const authAttackDetector = defineDetector({
     const ipTtlMs = Math.max(cfg.sprayWindowMs, cfg.ipWindowMs);
     const ipLast = store.samples('ip', { ttlMs: ipTtlMs, maxKeys, size: 1, fields: IP_LAST_FIELDS, fromRecent: ipLastFromRecent });
     const ipSamples = store.samples('ip-samples', { ttlMs: ipTtlMs, maxKeys, size: MAX_EVIDENCE, fields: IP_SAMPLE_FIELDS, keep: 'first-and-newest' });
-    const lastRow: (string | number)[] = ['', 0]; // reused: no allocation per failure
+    const lastRow: (string | number)[] = ['', 0]; // read into and written from: no allocation per failure
     const sampleRow: (string | number)[] = ['', 0, 0, ''];
     // per account
     const acctIps = store.distinct('account-ips', { windowMs: cfg.distributedWindowMs, maxKeys, maxPerKey: Math.max(64, cfg.distributedIps * 4) });
@@ -186,10 +186,10 @@ export const authAttackDetector = defineDetector({
       if (!owner.ip(ip)) return;
       const ts = e.ts;
       const o = origin(e);
-      const last = ipLast.get(ip, ts)?.[0];
+      const seen = ipLast.latest(ip, ts, lastRow);
       // same attempt logged by two sources: count it once for the IP's volume
-      const dup = last !== undefined && cfg.dedupeMs > 0 && last[0] !== o && Math.abs(ts - (last[1] as number)) <= cfg.dedupeMs;
-      if (last === undefined) {
+      const dup = seen && cfg.dedupeMs > 0 && lastRow[0] !== o && Math.abs(ts - (lastRow[1] as number)) <= cfg.dedupeMs;
+      if (!seen) {
         ipSamples.delete(ip); // a new run: one-off IPs stay small, samples start at the second failure
       } else {
         sampleRow[0] = e.src.file;
@@ -198,12 +198,14 @@ export const authAttackDetector = defineDetector({
         sampleRow[3] = account ?? '';
         ipSamples.add(ip, ts, sampleRow);
       }
-      lastRow[0] = dup ? last![0]! : o;
-      lastRow[1] = dup ? last![1]! : ts;
-      ipLast.add(ip, ts, lastRow);
+      if (!dup) {
+        lastRow[0] = o;
+        lastRow[1] = ts;
+      }
+      ipLast.add(ip, ts, lastRow); // a duplicate keeps the first copy's origin and time
       // built only when a finding needs them
       const ipEvidence = (): Evidence[] => {
-        const rows = last !== undefined ? ipSamples.get(ip, ts) : undefined;
+        const rows = seen ? ipSamples.get(ip, ts) : undefined;
         if (rows === undefined) return [evidence(e.src, ts, account ? `login failed for ${account} from ${ip}` : `login failed from ${ip}`)];
         return rows.map((r) => evidence({ file: r[0] as string, offset: r[1] as number }, r[2] as number, r[3] !== '' ? `login failed for ${r[3] as string} from ${ip}` : `login failed from ${ip}`));
       };

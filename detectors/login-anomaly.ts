@@ -144,7 +144,7 @@ export const loginAnomalyDetector = defineDetector({
     // only counted and tested, never listed: hashes, not the networks (30 days of them per account)
     const known = store.distinct('known', { windowMs: cfg.knownNetworksMs, maxKeys, maxPerKey: cfg.maxNetworksPerAccount, keepValues: false });
     const history = store.samples('history', { ttlMs: cfg.knownNetworksMs, maxKeys, size: 1, fields: HISTORY_FIELDS, fromRecent: historyFromRecent });
-    const hist: (string | number)[] = [0, 0]; // reused: no allocation per login
+    const hist: (string | number)[] = [0, 0]; // read into and written from: no allocation per login
     const pending = store.recent<Pending>('pending', { ttlMs: cfg.sendWithinMs, maxKeys });
     const cool = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys });
     const newCool = store.recent<number>('new-cooldown', { ttlMs: cfg.newNetworkCooldownMs, maxKeys });
@@ -185,12 +185,12 @@ export const loginAnomalyDetector = defineDetector({
       const ev = (): Evidence => (evBuilt ??= evidence(src, ts, noteOf(account, ip, protocol, sending)));
 
       // history before this login
-      const seen = history.get(account, ts)?.[0];
-      const h = seen !== undefined ? { first: seen[0] as number, n: seen[1] as number } : { first: ts, n: 0 };
-      const hasHistory = seen !== undefined && (ts - h.first >= cfg.minHistoryMs || h.n >= cfg.minHistoryLogins);
-      h.n++;
-      hist[0] = h.first;
-      hist[1] = h.n;
+      const seen = history.latest(account, ts, hist);
+      const first = seen ? (hist[0] as number) : ts;
+      const earlier = seen ? (hist[1] as number) : 0; // logins before this one
+      const hasHistory = seen && (ts - first >= cfg.minHistoryMs || earlier >= cfg.minHistoryLogins);
+      hist[0] = first;
+      hist[1] = earlier + 1;
       history.add(account, ts, hist);
       const k = known.add(account, net, ts);
 
@@ -228,8 +228,8 @@ export const loginAnomalyDetector = defineDetector({
 
       // a network never seen for this account
       if (k.isNew && !k.capped && hasHistory) {
-        const ageDays = Math.floor((ts - h.first) / DAY);
-        const base = { network: net, knownNetworks: k.count - 1, historyLogins: h.n - 1, historyDays: ageDays, sendWithinMs: cfg.sendWithinMs };
+        const ageDays = Math.floor((ts - first) / DAY);
+        const base = { network: net, knownNetworks: k.count - 1, historyLogins: earlier, historyDays: ageDays, sendWithinMs: cfg.sendWithinMs };
         if (sending) {
           if (passCooldown(newCool, `${account}|${net}`, ts, 'high')) {
             emit(
@@ -241,7 +241,7 @@ export const loginAnomalyDetector = defineDetector({
                 'high',
                 65,
                 `${account} sent mail via SMTP AUTH from ${ip} (${net}), a network not seen for it in ${fmtDuration(cfg.knownNetworksMs)} ` +
-                  `(${k.count - 1} known networks, ${h.n - 1} earlier logins)`,
+                  `(${k.count - 1} known networks, ${earlier} earlier logins)`,
                 { ...base, sending: true },
                 [ev()],
               ),
@@ -259,7 +259,7 @@ export const loginAnomalyDetector = defineDetector({
                 'low',
                 25,
                 `${account} logged in (${protocol}) from ${ip} (${net}), a network not seen for it in ${fmtDuration(cfg.knownNetworksMs)} ` +
-                  `(${k.count - 1} known networks, ${h.n - 1} earlier logins)`,
+                  `(${k.count - 1} known networks, ${earlier} earlier logins)`,
                 { ...base, sending: false },
                 [ev()],
               ),

@@ -470,6 +470,21 @@ describe('Samples', () => {
     expect(r.get('t', times.at(-1)!)).toEqual(times.slice(-4).map((t) => [2 ** 32 + 5, t]));
   });
 
+  it('latest() reads the newest sample into a row in either keep mode, and nothing past the TTL', () => {
+    for (const keep of ['newest', 'first-and-newest'] as const) {
+      const s = new Samples({ ttlMs: 60_000, maxKeys: 10, size: 3, fields: 'sti', keep });
+      const into: (string | number)[] = ['', 0, 0];
+      expect(s.latest('k', t0, into)).toBe(false);
+      for (let i = 0; i < 5; i++) {
+        s.add('k', t0 + i, [`f${i}`, t0 + i, i]);
+        expect(s.latest('k', t0 + i, into)).toBe(true);
+        expect(into).toEqual([`f${i}`, t0 + i, i]);
+        expect(into).toEqual(s.get('k', t0 + i)!.at(-1));
+      }
+      expect(s.latest('k', t0 + 4 + 60_001, into)).toBe(false);
+    }
+  });
+
   it("'first-and-newest' keeps how it started and where it is now", () => {
     const s = new Samples({ ttlMs: 60_000, maxKeys: 10, size: 3, fields: 'sn', keep: 'first-and-newest' });
     for (let i = 0; i < 6; i++) s.add('k', t0 + i, [`ip${i}`, i]);

@@ -75,13 +75,15 @@ export function hash32(s: string): number {
 /** Keys whose last activity is this much older than their window are dropped (out-of-order tolerance). */
 const EXPIRY_SLACK_MS = 120_000;
 
-function grownI32(a: Int32Array, n: number): Int32Array<ArrayBuffer> {
+/** A copy of `a` resized to n (new places hold `fill`). The typed columns of this file and of the policy's KeptStore grow with these. */
+export function grownI32(a: Int32Array, n: number, fill = 0): Int32Array<ArrayBuffer> {
   const b = new Int32Array(n);
+  if (fill !== 0 && n > a.length) b.fill(fill, a.length);
   b.set(a.length <= n ? a : a.subarray(0, n));
   return b;
 }
 
-function grownF64(a: Float64Array, n: number): Float64Array<ArrayBuffer> {
+export function grownF64(a: Float64Array, n: number): Float64Array<ArrayBuffer> {
   const b = new Float64Array(n);
   b.set(a.length <= n ? a : a.subarray(0, n));
   return b;
@@ -93,7 +95,7 @@ function grownU16(a: Uint16Array, n: number): Uint16Array<ArrayBuffer> {
   return b;
 }
 
-function grownU8(a: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
+export function grownU8(a: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
   const b = new Uint8Array(n);
   b.set(a.length <= n ? a : a.subarray(0, n));
   return b;
@@ -1523,6 +1525,26 @@ export class Samples extends Keyed {
     return this.rows(s);
   }
 
+  /**
+   * The key's newest sample, written into `into` (one value per field);
+   * false when it has none within ttlMs. For a record kept as one sample,
+   * read per event: no arrays are allocated.
+   */
+  latest(key: string, ts: number, into: (string | number)[]): boolean {
+    const s = this.find(key);
+    if (s < 0) return false;
+    if (ts - this.t[s]! > this.opts.ttlMs) {
+      this.remove(s);
+      return false;
+    }
+    const n = this.cnt[s]!;
+    if (n === 0) return false;
+    const size = this.perKey;
+    const at = s * size + (this.newest ? (this.nxt[s]! - 1 + size) % size : Math.min(n, size) - 1);
+    for (let f = 0; f < this.nf; f++) into[f] = this.field(at, f, s);
+    return true;
+  }
+
   /** Forget the key's samples. */
   delete(key: string): void {
     const s = this.find(key);
@@ -1615,14 +1637,17 @@ export class Samples extends Keyed {
     for (let j = 0; j < n; j++) {
       const at = s * size + (this.newest ? (this.nxt[s]! - n + j + size) % size : j);
       const r: (string | number)[] = [];
-      for (let f = 0; f < this.nf; f++) {
-        const k = this.kind[f];
-        const c = this.col[f]!;
-        r.push(k === 'n' ? this.nums[at * this.nn + c]! : k === 's' ? this.table.str(this.sids[at * this.ns + c]!) : k === 'c' ? this.short(at * this.nc + c) : this.int(at * this.ni + c, k!, s));
-      }
+      for (let f = 0; f < this.nf; f++) r.push(this.field(at, f, s));
       out.push(r);
     }
     return out;
+  }
+
+  /** Field f of the sample at place `at` of slot s. */
+  private field(at: number, f: number, s: number): string | number {
+    const k = this.kind[f];
+    const c = this.col[f]!;
+    return k === 'n' ? this.nums[at * this.nn + c]! : k === 's' ? this.table.str(this.sids[at * this.ns + c]!) : k === 'c' ? this.short(at * this.nc + c) : this.int(at * this.ni + c, k!, s);
   }
 
   /** Row: last add, then the samples' fields, oldest first. */

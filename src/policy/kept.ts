@@ -17,7 +17,7 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Finding, Signal } from '../detect/finding.js';
 import { TextArena } from '../detect/text-arena.js';
-import { StringTable } from '../detect/windows.js';
+import { grownF64, grownI32, grownU8, StringTable } from '../detect/windows.js';
 
 /** A finding as snapshots hold it. */
 export interface FindingRef {
@@ -54,10 +54,11 @@ const DEFLATE = { level: 1, memLevel: 1, windowBits: 10, chunkSize: 512 };
 const PLAIN_TEXT_BYTES = 8 * 1024 * 1024;
 
 /**
- * The text of a finding as JSON bytes, [summary, EvidenceRow[]], deflated when `deflate`, when
- * reading it back gives the same values in the same shape: evidence objects
- * of exactly {file, offset, ts} or {file, offset, ts, note}, in that order,
- * with finite numbers (JSON has no NaN, Infinity or -0). Else undefined.
+ * The text of a finding as JSON bytes, [summary, EvidenceRow[]] (deflated
+ * when `deflate`), if reading it back gives the same values in the same
+ * shape: evidence objects of exactly {file, offset, ts} or {file, offset,
+ * ts, note}, in that order, with finite numbers (JSON has no NaN, Infinity
+ * or -0). Else undefined.
  * The JSON is well-formed UTF-16 (JSON.stringify escapes lone surrogates),
  * so its UTF-8 bytes read back exactly.
  */
@@ -131,7 +132,8 @@ export class Kept {
   }
 
   ref(): FindingRef {
-    return { ts: this.ts, start: this.start, detector: this.detector, signals: [...this.signals], score: this.score, summary: this.summary, evidence: this.evidence };
+    const [summary, evidence] = this.store.text(this.row); // one decode for both
+    return { ts: this.ts, start: this.start, detector: this.detector, signals: [...this.signals], score: this.score, summary, evidence };
   }
 }
 
@@ -142,24 +144,6 @@ export interface EntityFlags {
   lastAction: DecisionAction;
   /** A lock was warranted but the budget held it back (alerted once); absent until first set. */
   lockBlocked?: boolean;
-}
-
-function grownF64(a: Float64Array, n: number): Float64Array<ArrayBuffer> {
-  const b = new Float64Array(n);
-  b.set(a);
-  return b;
-}
-
-function grownI32(a: Int32Array, n: number, fill = 0): Int32Array<ArrayBuffer> {
-  const b = new Int32Array(n).fill(fill, a.length);
-  b.set(a);
-  return b;
-}
-
-function grownU8(a: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
-  const b = new Uint8Array(n);
-  b.set(a);
-  return b;
 }
 
 const NONE = -1;
