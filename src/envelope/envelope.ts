@@ -29,14 +29,14 @@ export interface EnvelopeContext {
   memo?: EnvelopeMemo;
 }
 
+/** Longest stamp kept: `Mmm dd yyyy hh:mm:ss.ffffff ` is 28. */
+const MAX_STAMP = 40;
+
 /**
  * Work a line can skip because the line before it did it: syslog writes many
  * lines per second, and their `Mmm dd hh:mm:ss ` prefix is the same, so its
  * conversion (month, year inference, zone) is done once per second of log.
  */
-/** Longest stamp kept: `Mmm dd yyyy hh:mm:ss.ffffff ` is 28. */
-const MAX_STAMP = 40;
-
 export class EnvelopeMemo {
   /**
    * The last RFC 3164 stamp's characters (a typed array: reading it is
