@@ -6,11 +6,13 @@
  *
  * At-least-once with idempotent sinks: rows carry deterministic ids (a
  * replayed row collapses in ClickHouse), decisions are deduplicated by the
- * action lease. A checkpoint (every redis.snapshotIntervalMs) first waits
- * until ClickHouse has every row so far and the queued actions ran, then
- * commits the consumer offsets and saves each partition's state with the
- * offset it reflects. After a crash, the new owner restores that state and
- * replays from its offset: nothing is lost, nothing counted twice.
+ * action lease. A checkpoint (every redis.snapshotIntervalMs) takes each
+ * partition's offset and state as JSON, one partition at a time between
+ * batches; then, while records go on being processed, it waits until
+ * ClickHouse has every row up to there and the actions queued up to there
+ * ran, commits those offsets and saves those states. After a crash, the new
+ * owner restores that state and replays from its offset: nothing is lost,
+ * nothing counted twice.
  *
  * Backpressure: while ClickHouse is down the sink buffers up to
  * clickhouse.maxBufferedRows, then this stage stops taking records (it keeps
@@ -27,7 +29,7 @@ import type { Finding } from '../detect/finding.js';
 import type { SiteKnowledge } from '../detect/site.js';
 import type { Decision } from '../policy/policy.js';
 import type { SharedSiteDomains } from '../redis/site.js';
-import type { PartitionSnapshots } from '../redis/snapshots.js';
+import { serializeState, type PartitionSnapshots, type SerializedState } from '../redis/snapshots.js';
 import { DetectPartition, type DetectPartitionSnapshot } from './detect-partition.js';
 import type { DistributedActions } from './distributed-actions.js';
 import type { Logger } from './log.js';
@@ -91,6 +93,12 @@ export class DetectStage {
   private outgoing: { partition: number; item: RoutedItem }[] = [];
   /** The hand-off send in flight, if any (see kickHandOffs). */
   private handOffSend: Promise<void> | undefined;
+  /** Hand-offs ever queued / acknowledged by the broker (queued in order, sent in order): what a checkpoint waits for. */
+  private handOffsQueued = 0;
+  private handOffsAcked = 0;
+  private handOffSendFailures = 0;
+  /** The checkpoint in progress (one at a time; see startCheckpoint). */
+  private checkpointRun: Promise<void> | undefined;
   private readonly producer: Producer;
 
   constructor(o: DetectStageOptions) {
@@ -120,17 +128,16 @@ export class DetectStage {
     await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (b) => this.exclusive(() => this.onBatch(b)) });
     // Checkpoints also happen when no records arrive, so the last rows and offsets of a burst are not held back.
     this.timer = setInterval(() => {
-      if (this.dirty && this.now() - this.lastCheckpoint >= this.o.cfg.redis.snapshotIntervalMs) void this.exclusive(() => this.checkpoint());
+      if (this.dirty && this.now() - this.lastCheckpoint >= this.o.cfg.redis.snapshotIntervalMs) this.startCheckpoint();
     }, Math.max(100, Math.floor(this.o.cfg.redis.snapshotIntervalMs / 4)));
   }
 
   /** Final checkpoint, then leave the group. */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.exclusive(async () => {
-      await this.consumer.stop().catch(() => undefined);
-      await this.checkpoint();
-    });
+    await this.exclusive(() => this.consumer.stop().catch(() => undefined));
+    while (this.checkpointRun !== undefined) await this.checkpointRun;
+    await this.checkpoint();
     await this.consumer.disconnect().catch(() => undefined);
     await this.producer.disconnect().catch(() => undefined);
   }
@@ -174,6 +181,7 @@ export class DetectStage {
       }
     }
     this.outgoing.push({ partition: to, item: { route: h.route, primary: false, handOff: { detector: h.detector, data: h.data } } });
+    this.handOffsQueued++;
   }
 
   /**
@@ -188,17 +196,30 @@ export class DetectStage {
     let ok = false;
     this.handOffSend = this.sendHandOffs()
       .then(() => void (ok = true))
-      .catch((e: unknown) => this.o.log.warn({ stage: 'detect', err: (e as Error).message }, 'hand-offs not sent; retried with the next batch or at the checkpoint'))
+      .catch((e: unknown) => {
+        this.handOffSendFailures++;
+        this.o.log.warn({ stage: 'detect', err: (e as Error).message }, 'hand-offs not sent; retried with the next batch or at the checkpoint');
+      })
       .finally(() => {
         this.handOffSend = undefined;
         if (ok) this.kickHandOffs();
       });
   }
 
-  /** Every hand-off queued so far acknowledged by the broker (a checkpoint needs that before it commits offsets). */
-  private async handOffsSent(): Promise<void> {
-    while (this.handOffSend !== undefined) await this.handOffSend;
-    await this.sendHandOffs();
+  /**
+   * The first `count` hand-offs ever queued acknowledged by the broker (a
+   * checkpoint needs those before it commits offsets). Sends go one at a
+   * time through kickHandOffs, in queue order, also while batches go on.
+   */
+  private async handOffsSent(count: number): Promise<void> {
+    while (this.handOffsAcked < count) {
+      const failures = this.handOffSendFailures;
+      this.kickHandOffs();
+      const send = this.handOffSend;
+      if (send === undefined) throw new Error('hand-offs queued but none to send');
+      await send;
+      if (this.handOffSendFailures !== failures) throw new Error('hand-offs could not be sent');
+    }
   }
 
   /** Produce buffered hand-offs. */
@@ -218,6 +239,7 @@ export class DetectStage {
         acks: -1,
         messages: [...byPartition].flatMap(([partition, items]) => encodeItems(items).map((value) => ({ partition, value }))),
       });
+      this.handOffsAcked += batch.length;
     } catch (e) {
       this.outgoing = batch.concat(this.outgoing);
       throw e;
@@ -301,42 +323,74 @@ export class DetectStage {
     // have them sent before it commits, waits for them and retries a failed send.
     this.kickHandOffs();
     await heartbeat();
-    if (this.now() - this.lastCheckpoint >= this.o.cfg.redis.snapshotIntervalMs) await this.checkpoint();
+    if (this.now() - this.lastCheckpoint >= this.o.cfg.redis.snapshotIntervalMs) this.startCheckpoint();
   }
 
-  /** Rows stored and actions done up to here, then offsets committed, then state saved with those offsets. */
+  /**
+   * Start a checkpoint in the background unless one is running. Batches go
+   * on meanwhile: waiting inside a batch for ClickHouse to store every row
+   * (a few hundred ms to seconds per checkpoint) held all partitions, and
+   * held back the findings of every line that arrived meanwhile.
+   */
+  private startCheckpoint(): void {
+    if (this.checkpointRun !== undefined) return;
+    this.checkpointRun = this.checkpoint().finally(() => {
+      this.checkpointRun = undefined;
+    });
+  }
+
+  /**
+   * Offsets and states taken, partition by partition, each between two
+   * batches; then the rows and actions up to there stored and done (while
+   * batches go on), the offsets committed, the states saved. Not run
+   * concurrently with itself (startCheckpoint, stop).
+   */
   private async checkpoint(): Promise<void> {
     const t0 = this.now();
     this.lastCheckpoint = t0;
     if (!this.dirty) return;
     if (!this.o.snapshots.reachable() || this.o.sink.retrying) {
       // A checkpoint cannot complete without Redis (snapshots live there, queued actions wait for their
-      // lease) nor while ClickHouse refuses rows. Waiting for it inside a batch froze this stage for the
-      // whole outage: no detection, no lock, and no heartbeat (past the session timeout the group evicts
-      // it). Skipped, this stage goes on; the sink's bounded buffer pauses it, heartbeating, if ClickHouse
-      // stays away.
+      // lease) nor while ClickHouse refuses rows. Skipped, this stage goes on; the sink's bounded buffer
+      // pauses it, heartbeating, if ClickHouse stays away.
       this.metrics.checkpointFailures++;
       return;
     }
+    this.dirty = false;
     try {
-      for (const ps of this.parts.values()) await ps.dp.drain();
-      await this.handOffsSent();
-      // Bounded for the same reason, should Redis or ClickHouse go away during the checkpoint.
-      await within(this.o.actions.idle(), CHECKPOINT_WAIT_MS, 'actions still running or waiting for Redis');
+      const taken: { partition: number; offset: bigint; state: SerializedState | undefined; ps: PartState }[] = [];
+      // Findings of DNS lookups in flight belong before the offsets taken next.
+      await this.exclusive(async () => {
+        for (const ps of this.parts.values()) await ps.dp.drain();
+      });
+      for (const partition of [...this.parts.keys()]) {
+        // One partition per turn of the lock: serialising every partition's state at once held the event
+        // loop (and the findings of lines waiting) for the sum of them.
+        await this.exclusive(async () => {
+          const ps = this.parts.get(partition);
+          if (ps === undefined) return;
+          taken.push({ partition, offset: ps.next, state: ps.saved === ps.next ? undefined : serializeState(partition, ps.dp.snapshot()), ps });
+        });
+      }
+      // What everything fed before the offsets taken produced is in the action and hand-off queues now.
+      const { acted, handOffs } = await this.exclusive(async () => ({ acted: this.o.actions.queuedSoFar(), handOffs: this.handOffsQueued }));
+      await this.handOffsSent(handOffs);
+      // Bounded, should Redis or ClickHouse go away during the checkpoint.
+      await within(acted, CHECKPOINT_WAIT_MS, 'actions still running or waiting for Redis');
+      // After the actions: their audit rows are among the rows this waits for (with those of later batches).
       await within(this.o.sink.flush(), CHECKPOINT_WAIT_MS, 'ClickHouse has not stored the rows yet');
       const topic = this.o.cfg.kafka.topics.events;
-      const parts = [...this.parts];
-      if (parts.length > 0) await this.consumer.commitOffsets(parts.map(([partition, ps]) => ({ topic, partition, offset: String(ps.next) })));
-      for (const [partition, ps] of parts) {
-        if (ps.saved === ps.next) continue;
-        const r = await this.o.snapshots.save(this.groupId, topic, partition, { offset: String(ps.next), state: ps.dp.snapshot() });
-        if (r.saved) ps.saved = ps.next;
+      if (taken.length > 0) await this.consumer.commitOffsets(taken.map((t) => ({ topic, partition: t.partition, offset: String(t.offset) })));
+      for (const t of taken) {
+        if (t.state === undefined) continue;
+        const r = await this.o.snapshots.save(this.groupId, topic, t.partition, { offset: String(t.offset), state: t.state });
+        if (r.saved && t.offset > t.ps.saved) t.ps.saved = t.offset;
       }
       await this.syncSite();
-      this.dirty = false;
       this.metrics.checkpoints++;
       this.metrics.lastCheckpointMs = this.now() - t0;
     } catch (e) {
+      this.dirty = true;
       this.metrics.checkpointFailures++;
       this.o.log.warn({ stage: 'detect', err: (e as Error).message }, 'checkpoint failed; will retry');
     }

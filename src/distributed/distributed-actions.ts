@@ -71,9 +71,18 @@ export class DistributedActions {
       .finally(() => this.pending--);
   }
 
-  /** Resolves when every queued decision has been handled (checkpoints wait for it). */
+  /** Resolves when every queued decision has been handled, including those queued meanwhile. */
   async idle(): Promise<void> {
     while (this.pending > 0) await this.chain;
+  }
+
+  /**
+   * Resolves when the decisions queued so far have been handled (later ones
+   * may still run): what a checkpoint taken now needs. idle() could wait
+   * for ever while decisions keep coming.
+   */
+  queuedSoFar(): Promise<void> {
+    return this.chain;
   }
 
   /** Stop waiting for Redis (worker shutdown): a queued action still waiting fails; the next owner's replay decides it again. */

@@ -50,7 +50,30 @@ return {1, ARGV[1]}
 export interface SnapshotInput {
   /** The Kafka offset to resume from: the next record not reflected in `state`. */
   offset: string;
+  /** The state, or what serializeState made of it earlier (the state as it was then). */
   state: unknown;
+}
+
+/**
+ * A state already turned into JSON bytes. A checkpoint that must store the
+ * state as it was at one offset, while processing goes on before the save
+ * (it first waits for ClickHouse), takes it with serializeState at that
+ * offset: the live structures may change meanwhile.
+ */
+export class SerializedState {
+  constructor(readonly json: Buffer) {}
+}
+
+/** The state as JSON bytes now (synchronous: JSON.stringify on the event loop). */
+export function serializeState(partition: number, state: unknown): SerializedState {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(state);
+  } catch (err) {
+    throw new FloodgateError('FG_INTERNAL', `snapshot state of partition ${partition} is not JSON-serialisable: ${(err as Error).message}`, { cause: err });
+  }
+  if (json === undefined) throw new FloodgateError('FG_INTERNAL', `snapshot state of partition ${partition} is undefined`);
+  return new SerializedState(Buffer.from(json, 'utf8'));
 }
 
 export interface LoadedSnapshot {
@@ -146,15 +169,7 @@ export class PartitionSnapshots {
     checkOffset(snap.offset);
     const key = this.key(group, topic, partition);
     const started = performance.now();
-    let json: string | undefined;
-    try {
-      json = JSON.stringify(snap.state);
-    } catch (err) {
-      throw new FloodgateError('FG_INTERNAL', `snapshot state of partition ${partition} is not JSON-serialisable: ${(err as Error).message}`, { cause: err });
-    }
-    if (json === undefined) throw new FloodgateError('FG_INTERNAL', `snapshot state of partition ${partition} is undefined`);
-    const raw = Buffer.from(json, 'utf8');
-    json = undefined;
+    const raw = (snap.state instanceof SerializedState ? snap.state : serializeState(partition, snap.state)).json;
     const packed = await brotliCompress(raw, {
       params: {
         [zlib.constants.BROTLI_PARAM_QUALITY]: this.quality,

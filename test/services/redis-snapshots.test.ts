@@ -2,7 +2,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectRedis } from '../../src/redis/connection.js';
-import { PartitionSnapshots } from '../../src/redis/snapshots.js';
+import { PartitionSnapshots, serializeState } from '../../src/redis/snapshots.js';
 import { deletePrefix, redisConfig, testPrefix } from './redis-server.js';
 
 const prefix = testPrefix();
@@ -146,5 +146,19 @@ describe('PartitionSnapshots', () => {
     await snaps.save('g', 'damaged', 1, { offset: '10', state: { big: 'x'.repeat(10_000) } });
     await redis.hset(snaps.key('g', 'damaged', 1), 'rawBytes', '100');
     await expect(snaps.load('g', 'damaged', 1)).rejects.toMatchObject({ code: 'FG_REDIS_FAILED' });
+  });
+
+  it('saves a state serialised earlier as it was then, not as it is when saved (checkpoints save after ClickHouse took the rows)', async () => {
+    const state = { windows: { 'a@example.org': [1, 2] } as Record<string, number[]> };
+    const taken = serializeState(7, state);
+    state.windows['b@example.org'] = [3];
+    state.windows['a@example.org']!.push(4);
+    const own = new PartitionSnapshots(redis, prefix);
+    const r = await own.save('detect', 'floodgate.events', 7, { offset: '42', state: taken });
+    expect(r.saved).toBe(true);
+    const loaded = await own.load('detect', 'floodgate.events', 7);
+    expect(loaded).toMatchObject({ offset: '42', state: { windows: { 'a@example.org': [1, 2] } } });
+    expect(Object.keys((loaded?.state as typeof state).windows)).toEqual(['a@example.org']);
+    expect(() => serializeState(7, { n: 1n })).toThrow(/partition 7 is not JSON-serialisable/);
   });
 });
