@@ -4,7 +4,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { sqlIdentifier, sqlInt, sqlString, sqlStringArray, sqlTable } from '../src/clickhouse/escape.js';
+import { sqlIdentifier, sqlInt, sqlString, sqlStringArray, sqlTable, tsvField } from '../src/clickhouse/escape.js';
+import { tabSeparated } from '../src/clickhouse/tsv.js';
 
 /** Reads a quoted token back the way ClickHouse's lexer does (backslash escapes, \xHH). */
 function unquote(token: string, quote: string): string {
@@ -96,5 +97,51 @@ describe('sqlInt and sqlStringArray', () => {
   it('arrays of literals', () => {
     expect(sqlStringArray(['a', "b'"])).toBe("['a', 'b\\'']");
     expect(sqlStringArray([])).toBe('[]');
+  });
+});
+
+/** Splits a TabSeparated body back into rows of fields, undoing the escapes the way ClickHouse's reader does. */
+function readTsv(body: string): string[][] {
+  expect(body.endsWith('\n')).toBe(true);
+  const unescape: Record<string, string> = { '\\': '\\', t: '\t', n: '\n', r: '\r', '0': '\0' };
+  return body
+    .slice(0, -1)
+    .split('\n')
+    .map((line) =>
+      line.split('\t').map((f) => {
+        expect(f).not.toMatch(/[\r\0]/);
+        return f.replace(/\\(.)/g, (_, c: string) => {
+          const v = unescape[c];
+          if (v === undefined) throw new Error(`unknown escape \\${c} in ${JSON.stringify(f)}`);
+          return v;
+        });
+      }),
+    );
+}
+
+describe('tsvField and tabSeparated', () => {
+  it('escapes backslash, tab, newline, CR and NUL, and leaves other text as it is', () => {
+    expect(tsvField('plain user@example.com {"a":1}')).toBe('plain user@example.com {"a":1}');
+    expect(tsvField('a\\b\tc\nd\re\0f')).toBe('a\\\\b\\tc\\nd\\re\\0f');
+    expect(tsvField('\\N')).toBe('\\\\N'); // never ClickHouse's NULL marker
+  });
+
+  it('any strings and numbers read back as they were, one row per row and one field per column', () => {
+    fc.assert(
+      fc.property(fc.array(fc.record({ a: fc.string({ unit: 'binary' }), n: fc.integer({ min: 0 }), j: fc.string() }), { minLength: 1, maxLength: 5 }), (rows) => {
+        const t = tabSeparated(rows)!;
+        expect(t.columns).toEqual(['a', 'n', 'j']);
+        expect(readTsv(t.body)).toEqual(rows.map((r) => [r.a, String(r.n), r.j]));
+      }),
+    );
+  });
+
+  it('rows that are not flat, miss a column or hold a non-finite number go as JSONEachRow instead (undefined)', () => {
+    expect(tabSeparated([])).toBeUndefined();
+    expect(tabSeparated([{ id: 'x', list: ['a'] }])).toBeUndefined();
+    expect(tabSeparated([{ id: 'x', n: 1 }, { id: 'y' }])).toBeUndefined();
+    expect(tabSeparated([{ id: 'x', n: Number.NaN }])).toBeUndefined();
+    expect(tabSeparated([{ id: 'x', ok: true }])).toBeUndefined();
+    expect(tabSeparated([{ id: 'x', n: 1.5 }, { id: 'y\tz', n: 0 }])).toEqual({ columns: ['id', 'n'], body: 'x\t1.5\ny\\tz\t0\n' });
   });
 });

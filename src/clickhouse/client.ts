@@ -3,8 +3,9 @@
  *
  * Tested against 18.16 (Debian's server, the CI's) and written for current
  * ClickHouse too. What the library does on 18.16:
- * - ping, SELECT with FORMAT JSONEachRow, DDL and JSONEachRow inserts work,
- *   with basic auth (also for a password full of quotes and backslashes);
+ * - ping, SELECT with FORMAT JSONEachRow, DDL, JSONEachRow inserts and
+ *   TabSeparated inserts with a column list work, with basic auth (also for
+ *   a password full of quotes and backslashes);
  * - `query_params` do not: 18.16 answers `Unknown setting param_x` (code
  *   115), so this wrapper offers none and read queries inline their values
  *   through escape.ts;
@@ -20,10 +21,12 @@
  * The password comes from the environment variable `passwordEnv` names; it
  * is handed to the library and never logged or put in an error message.
  */
+import { Readable } from 'node:stream';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import type { ClickhouseConfig } from '../config/distributed.js';
 import { FloodgateError } from '../core/errors.js';
-import { sqlTable } from './escape.js';
+import { sqlIdentifier, sqlTable } from './escape.js';
+import { tabSeparated } from './tsv.js';
 
 export interface ServerVersion {
   text: string;
@@ -153,7 +156,7 @@ export interface ChClient {
   command(sql: string): Promise<void>;
   /** A SELECT; rows as JSON objects (64-bit integers arrive as strings). */
   query<T = Record<string, unknown>>(sql: string): Promise<T[]>;
-  /** Rows into `database`.`table` as JSONEachRow. */
+  /** Rows into `database`.`table`: TabSeparated when they are flat (tsv.ts), else JSONEachRow. */
   insert(table: string, rows: readonly object[]): Promise<void>;
   ping(): Promise<boolean>;
   serverVersion(): Promise<ServerVersion>;
@@ -205,7 +208,12 @@ export function createClickhouseClient(cfg: ClickhouseConfig, opts: ClientOption
     async insert(table, rows) {
       if (rows.length === 0) return;
       try {
-        await client.insert({ table: sqlTable(cfg.database, table), values: rows as object[], format: 'JSONEachRow' });
+        const tsv = tabSeparated(rows);
+        if (tsv === undefined) await client.insert({ table: sqlTable(cfg.database, table), values: rows as object[], format: 'JSONEachRow' });
+        else {
+          const values = Readable.from([Buffer.from(tsv.body, 'utf8')], { objectMode: false });
+          await client.insert({ table: sqlTable(cfg.database, table), values, format: 'TabSeparated', columns: tsv.columns.map(sqlIdentifier) as [string, ...string[]] });
+        }
       } catch (e) {
         throw classify(e, `insert into ${table}`);
       }

@@ -1,9 +1,11 @@
 /**
- * The one place where a value becomes SQL text. Rows never come through
- * here (they travel as JSONEachRow bodies); only what ClickHouse 18.16 cannot
- * take any other way does: identifiers (the database name in DDL) and the
- * filter values of read queries, because 18.16 has no `{name:Type}` query
- * parameters (they arrived in 19.x) and the same SQL must run on both.
+ * The one place where a value becomes SQL text, or a field of a
+ * TabSeparated row body (tsvField). Rows travel as JSONEachRow or
+ * TabSeparated bodies, never as SQL; only what ClickHouse 18.16 cannot
+ * take any other way becomes SQL here: identifiers (the database name in
+ * DDL) and the filter values of read queries, because 18.16 has no
+ * `{name:Type}` query parameters (they arrived in 19.x) and the same SQL
+ * must run on both.
  *
  * ClickHouse's lexer reads a quoted token byte by byte and honours backslash
  * escapes; everything else is taken literally. Escaping the backslash, both
@@ -64,4 +66,20 @@ export function sqlInt(value: number): string {
 /** `[ 'a', 'b' ]`: an array of string literals. */
 export function sqlStringArray(values: readonly string[]): string {
   return `[${values.map(sqlString).join(', ')}]`;
+}
+
+// What ClickHouse's TabSeparated reader treats specially in a field: the
+// backslash starts an escape, tab and newline end the field and the row.
+// \r and NUL are escaped too: some readers of a body stop at them.
+const tsvSpecial = /[\\\t\n\r\0]/;
+const tsvSpecialAll = /[\\\t\n\r\0]/g;
+const tsvNamed: Readonly<Record<string, string>> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r', '\0': '\\0' };
+
+/**
+ * A string as one field of a TabSeparated row: read back by ClickHouse as
+ * exactly this string (lone UTF-16 surrogates, which no UTF-8 can carry,
+ * arrive as U+FFFD). Most fields need no escape and are returned as they are.
+ */
+export function tsvField(value: string): string {
+  return tsvSpecial.test(value) ? value.replace(tsvSpecialAll, (c) => tsvNamed[c]!) : value;
 }

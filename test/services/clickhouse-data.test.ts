@@ -11,6 +11,7 @@ import { migrate } from '../../src/clickhouse/migrations.js';
 import { ClickhouseQueries } from '../../src/clickhouse/queries.js';
 import { actionRow, decisionRow, eventRow, findingRow, messageRow } from '../../src/clickhouse/rows.js';
 import { ClickhouseSink } from '../../src/clickhouse/sink.js';
+import { tabSeparated } from '../../src/clickhouse/tsv.js';
 import type { Finding } from '../../src/detect/finding.js';
 import { pipelineOutput, type PipelineOutput } from '../clickhouse-fixtures.js';
 import { chConfig, dropDatabase, sharedClient, testDatabase } from './clickhouse-server.js';
@@ -141,6 +142,24 @@ describe('ClickHouse rows and queries', () => {
     // The table is intact and holds every hostile row once.
     const [n] = await client.query<{ n: string }>(`SELECT count() AS n FROM ${'`' + db + '`'}.findings FINAL WHERE detector LIKE 'hostile-%'`);
     expect(Number(n!.n)).toBe(HOSTILE.length);
+  });
+
+  it('hostile strings round-trip as event rows, which go as TabSeparated', async () => {
+    const base = out.events[0]!;
+    const rows = HOSTILE.map((h, i) => ({ ...eventRow({ ...base.event, host: `mx-${h}`, src: { file: h, offset: i } } as typeof base.event, 0), program: h, account: h.toLowerCase(), ip: h, json: JSON.stringify({ h }) + h }));
+    expect(tabSeparated(rows), 'these rows take the TabSeparated path').toBeDefined();
+    await client.insert('events', rows);
+    const got = await client.query<{ id: string; host: string; program: string; account: string; ip: string; file: string; offset: string; json: string; ts_ms: string }>(
+      `SELECT id, host, program, account, ip, file, offset, json, ts_ms FROM ${'`' + db + '`'}.events FINAL WHERE id IN (${rows.map((r) => sqlString(r.id)).join(', ')})`,
+    );
+    expect(got.length).toBe(rows.length);
+    const byId = new Map(got.map((g) => [g.id, g]));
+    for (const r of rows) {
+      const g = byId.get(r.id)!;
+      expect({ host: g.host, program: g.program, account: g.account, ip: g.ip, file: g.file, json: g.json }, JSON.stringify(r.program)).toEqual({ host: r.host, program: r.program, account: r.account, ip: r.ip, file: r.file, json: r.json });
+      expect(Number(g.offset)).toBe(r.offset);
+      expect(Number(g.ts_ms)).toBe(r.ts_ms);
+    }
   });
 
   it('a message stored again with more of its story keeps the latest version', async () => {
