@@ -99,10 +99,12 @@ export const trustedRelayDetector = defineDetector({
       return true;
     }
 
-    function onRelayMessage(m: Message, ip: string, declared: boolean): void {
-      const trusted = declared || isPrivate(ip);
+    function onRelayMessage(m: Message, ip: string): void {
       const ext = externalRecipients(m, site);
       if (ext.length === 0 || !knowsLocalDomains(site)) return;
+      // parsed only for mail that was relayed out: most unauthenticated mail is inbound
+      const declared = site.inTrustedNetworks(ip);
+      const trusted = declared || isPrivate(ip);
       const ts = m.firstTs;
       const signal: Signal = trusted ? 'wide-trusted-network' : 'open-relay';
       const count = relayed.add(`${signal}|${ip}`, ts);
@@ -149,7 +151,7 @@ export const trustedRelayDetector = defineDetector({
         if (m.origin !== 'smtp' || m.saslUser !== undefined) return;
         const ip = m.clientIp;
         if (ip === undefined || site.isMailHost(ip) || !owner.ip(ip)) return; // loopback included
-        onRelayMessage(m, ip, site.inTrustedNetworks(ip));
+        onRelayMessage(m, ip);
       },
 
       onEvent(e) {
