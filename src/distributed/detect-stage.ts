@@ -35,6 +35,7 @@ import type { DistributedActions } from './distributed-actions.js';
 import type { Logger } from './log.js';
 import { partitionFor } from './kafka.js';
 import { decodeItems, encodeItems, type RoutedItem } from './wire.js';
+import { Slices } from '../core/slices.js';
 
 export interface DetectStageMetrics {
   records: number;
@@ -290,6 +291,7 @@ export class DetectStage {
     }
     ps.seekTo = undefined;
     const sink = this.o.sink;
+    const slices = new Slices(SLICE_MS);
     for (const msg of batch.messages) {
       if (!isRunning() || isStale()) break;
       const off = BigInt(msg.offset);
@@ -303,7 +305,10 @@ export class DetectStage {
         this.metrics.badItems++;
         sink.add('dead_letters', [deadLetterRow(`kafka:${batch.topic}`, { partition, offset: msg.offset, line: line.slice(0, 2048) }, reason, this.now())]);
       });
-      for (const it of items) {
+      for (let i = 0; i < items.length; i++) {
+        // Within a record too (a record holds up to 256 KiB of items): its offset is taken after the whole of it.
+        if ((i & 63) === 63) await slices.maybeYield();
+        const it = items[i]!;
         if (it.primary) {
           if (it.event) sink.add('events', [it.json === undefined ? eventRow(it.event, it.n ?? 0) : eventRowWithJson(it.event, it.n ?? 0, it.json)]);
           else if (it.message) sink.add('messages', [it.json === undefined ? messageRow(it.message) : messageRowWithJson(it.message, it.json)]);
@@ -410,6 +415,9 @@ export class DetectStage {
     await this.loadSharedSite();
   }
 }
+
+/** Longest a batch holds the event loop at a time (see Slices). */
+const SLICE_MS = 20;
 
 /** How long a checkpoint waits for queued actions, then for ClickHouse, before it gives up (and is retried). */
 const CHECKPOINT_WAIT_MS = 10_000;

@@ -22,6 +22,7 @@ import type { Logger } from './log.js';
 import { ParsePartition, type ParsePartitionSnapshot } from './parse-partition.js';
 import { routeKey } from '../detect/route.js';
 import { decodeChunk, encodeItems, requestsWithin, type RoutedItem } from './wire.js';
+import { Slices } from '../core/slices.js';
 
 export interface ParseStageMetrics {
   records: number;
@@ -219,7 +220,10 @@ export class ParseStage {
     const dead: { value: Buffer }[] = [];
     let lines = 0;
     let last: KafkaMessage | undefined;
+    const slices = new Slices(SLICE_MS);
     for (const msg of batch.messages) {
+      // Between records (a record is one shipper batch, up to kafka.batchLines lines): the detect stage shares this event loop.
+      await slices.maybeYield();
       if (!isRunning() || isStale()) break;
       const off = BigInt(msg.offset);
       if (off < ps.next) continue;
@@ -338,6 +342,9 @@ export class ParseStage {
     }
   }
 }
+
+/** Longest a batch holds the event loop at a time, between records (see Slices). */
+const SLICE_MS = 20;
 
 /** Fetch tuning of the lines consumer (see the constructor): at most this much added latency per batch. */
 const FETCH_WAIT_MS = 50;
