@@ -1005,23 +1005,28 @@ export class DistinctCounter extends Keyed {
     this.len[s] = n;
   }
 
+  /** Entry i becomes the newest (seen at ts): the later ones move one place down, in their chunks. */
   private moveToEnd(s: number, i: number, ts: number): void {
     const n = this.len[s]!;
-    if (i === n - 1) {
-      // already the newest: only its time changes
-      const ch = this.chunks;
-      let c = this.first[s]!;
-      for (let k = CHUNK; k <= i; k += CHUNK) c = ch.link[c]!;
-      ch.times[c * CHUNK + (i % CHUNK)] = ts;
-      return;
+    const ch = this.chunks;
+    const codes = ch.codes;
+    const times = ch.times;
+    let c = this.first[s]!;
+    for (let k = CHUNK; k <= i; k += CHUNK) c = ch.link[c]!;
+    let at = c * CHUNK + (i % CHUNK);
+    const code = codes[at]!;
+    for (let k = i + 1; k < n; k++) {
+      let from = at + 1;
+      if (k % CHUNK === 0) {
+        c = ch.link[c]!;
+        from = c * CHUNK;
+      }
+      codes[at] = codes[from]!;
+      times[at] = times[from]!;
+      at = from;
     }
-    this.gather(s);
-    const code = this.sc[i]!;
-    this.sc.copyWithin(i, i + 1, n);
-    this.st.copyWithin(i, i + 1, n);
-    this.sc[n - 1] = code;
-    this.st[n - 1] = ts;
-    this.scatter(s, 0, n);
+    codes[at] = code;
+    times[at] = ts;
   }
 
   private append(s: number, code: number, ts: number): void {
