@@ -1390,6 +1390,15 @@ const WIDE = -0x80000000;
 /** A key whose newest sample is this far from its base time gets a new base (`t` cells stay 4 bytes). */
 const REBASE_MS = 2 ** 30;
 
+// A field's kind as a small integer: put and field branch on it per field of every sample.
+const F_N = 0;
+const F_S = 1;
+const F_C = 2;
+// 3: `i`
+const F_U = 4;
+const F_T = 5;
+const FIELD_KINDS = 'nsciut';
+
 /**
  * Per key, a few evidence samples (file, offset, time, queue id, ...):
  * numbers, short strings (as bytes) and shared strings (as StringTable
@@ -1399,8 +1408,8 @@ const REBASE_MS = 2 ** 30;
 export class Samples extends Keyed {
   private readonly perKey: number;
   private readonly nf: number;
-  /** per field: `n`, `s`, `c`, or `i`/`u`/`t` (32-bit cells) */
-  private readonly kind: string[];
+  /** per field: F_N, F_S, F_C, or 3 (`i`) / F_U / F_T (32-bit cells) */
+  private readonly kind: Uint8Array;
   /** per field: its column among the fields of its kind */
   private readonly col: number[];
   private readonly nn: number;
@@ -1436,9 +1445,9 @@ export class Samples extends Keyed {
     this.perKey = opts.size;
     this.nf = opts.fields.length;
     const of = { n: 0, s: 0, c: 0, i: 0 };
-    this.kind = [...opts.fields];
+    this.kind = Uint8Array.from([...opts.fields], (f) => FIELD_KINDS.indexOf(f));
     // i, u and t share the 32-bit column
-    this.col = this.kind.map((f) => of[(f === 'u' || f === 't' ? 'i' : f) as keyof typeof of]++);
+    this.col = [...opts.fields].map((f) => of[(f === 'u' || f === 't' ? 'i' : f) as keyof typeof of]++);
     this.nn = of.n;
     this.ns = of.s;
     this.nc = of.c;
@@ -1508,15 +1517,15 @@ export class Samples extends Keyed {
     const times: [number, number][] = [];
     const cells = this.perKey * this.ni;
     for (let f = 0; f < this.nf; f++) {
-      if (this.kind[f] !== 't') continue;
+      if (this.kind[f] !== F_T) continue;
       // the places written so far are 0 .. cnt - 1 in either keep mode
       for (let j = 0; j < this.cnt[s]!; j++) {
         const cell = s * cells + j * this.ni + this.col[f]!;
-        times.push([cell, this.int(cell, 't', s)]);
+        times.push([cell, this.int(cell, F_T, s)]);
       }
     }
     this.base[s] = ts;
-    for (const [cell, v] of times) this.putInt(cell, v, 't', s);
+    for (const [cell, v] of times) this.putInt(cell, v, F_T, s);
   }
 
   /** The key's samples, oldest first (undefined when it has none within ttlMs). */
@@ -1569,12 +1578,12 @@ export class Samples extends Keyed {
     if (n < size) this.cnt[s] = n + 1;
     const at = s * size + pos;
     for (let f = 0; f < this.nf; f++) {
-      const k = this.kind[f];
+      const k = this.kind[f]!;
       const c = this.col[f]!;
-      if (k === 'n') this.nums[at * this.nn + c] = row[f] as number;
-      else if (k === 's') this.putShared(at * this.ns + c, row[f] as string);
-      else if (k === 'c') this.putShort(at * this.nc + c, row[f] as string);
-      else this.putInt(at * this.ni + c, row[f] as number, k!, s);
+      if (k === F_N) this.nums[at * this.nn + c] = row[f] as number;
+      else if (k === F_S) this.putShared(at * this.ns + c, row[f] as string);
+      else if (k === F_C) this.putShort(at * this.nc + c, row[f] as string);
+      else this.putInt(at * this.ni + c, row[f] as number, k, s);
     }
   }
 
@@ -1590,11 +1599,11 @@ export class Samples extends Keyed {
    * (read back unsigned), `t` as the difference from the key's base time;
    * a value that does not come back exactly that way is kept in `wide`.
    */
-  private putInt(cell: number, v: number, kind: string, s: number): void {
+  private putInt(cell: number, v: number, kind: number, s: number): void {
     if (this.ints[cell] === WIDE) this.wide.delete(cell);
-    const x = kind === 't' ? v - this.base[s]! : v;
+    const x = kind === F_T ? v - this.base[s]! : v;
     const c = x | 0;
-    const exact = (kind === 'u' ? c >>> 0 === x : c === x) && !Object.is(x, -0);
+    const exact = (kind === F_U ? c >>> 0 === x : c === x) && !Object.is(x, -0);
     if (exact && c !== WIDE) {
       this.ints[cell] = c;
     } else {
@@ -1603,10 +1612,10 @@ export class Samples extends Keyed {
     }
   }
 
-  private int(cell: number, kind: string, s: number): number {
+  private int(cell: number, kind: number, s: number): number {
     const c = this.ints[cell]!;
     if (c === WIDE) return this.wide.get(cell)!;
-    return kind === 'u' ? c >>> 0 : kind === 't' ? this.base[s]! + c : c;
+    return kind === F_U ? c >>> 0 : kind === F_T ? this.base[s]! + c : c;
   }
 
   private putShort(cell: number, v: string): void {
@@ -1650,9 +1659,9 @@ export class Samples extends Keyed {
 
   /** Field f of the sample at place `at` of slot s. */
   private field(at: number, f: number, s: number): string | number {
-    const k = this.kind[f];
+    const k = this.kind[f]!;
     const c = this.col[f]!;
-    return k === 'n' ? this.nums[at * this.nn + c]! : k === 's' ? this.table.str(this.sids[at * this.ns + c]!) : k === 'c' ? this.short(at * this.nc + c) : this.int(at * this.ni + c, k!, s);
+    return k === F_N ? this.nums[at * this.nn + c]! : k === F_S ? this.table.str(this.sids[at * this.ns + c]!) : k === F_C ? this.short(at * this.nc + c) : this.int(at * this.ni + c, k, s);
   }
 
   /** Row: last add, then the samples' fields, oldest first. */
