@@ -84,7 +84,9 @@ export interface DeploymentSettings {
   partitions: number;
   /** kafka.batchLines: most lines per follower batch, i.e. per Kafka record. */
   batchLines: number;
+  /** kafka.compression (lines topic) and kafka.eventsCompression. */
   compression: 'gzip' | 'none';
+  eventsCompression: 'gzip' | 'none';
   /** clickhouse.flushMs / batchRows (events and messages), urgentFlushMs (findings, decisions, actions). */
   flushMs: number;
   urgentFlushMs: number;
@@ -158,6 +160,7 @@ export class BenchDeployment {
         partitions: s.partitions,
         batchLines: s.batchLines,
         compression: s.compression,
+        eventsCompression: s.eventsCompression,
       },
       clickhouse: { url: this.services.clickhouse, database: this.id, flushMs: s.flushMs, urgentFlushMs: s.urgentFlushMs, batchRows: s.batchRows },
       redis: { url: this.services.redis, keyPrefix: `${this.id}:`, snapshotIntervalMs: s.snapshotIntervalMs },

@@ -304,7 +304,7 @@ export class ParseStage {
     const bodies = new WeakMap<object, string>();
     for (const [p, items] of byPartition) for (const value of encodeItems(items, undefined, bodies)) records.push({ topic: cfg.topics.events, partition: p, value });
     for (const d of dead) records.push({ topic: cfg.topics.deadLetter, value: d.value });
-    const compression = cfg.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+    const compression = cfg.eventsCompression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
     const txn = await this.producer.transaction();
     try {
       // Several requests when the batch is big: one would exceed the broker's record batch limit (see requestsWithin).

@@ -33,7 +33,7 @@ const cfg = validateConfig({
     topics: { lines: `${id}.lines`, events: `${id}.events`, deadLetter: `${id}.dead` },
     groupId: id,
     partitions: 1,
-    compression: 'none',
+    eventsCompression: 'none',
   },
   redis: { url: REDIS_URL, keyPrefix: `${id}:` },
 });
