@@ -1,4 +1,5 @@
 /** Row mapping and deterministic ids, without a server. */
+import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   actionRow,
@@ -74,6 +75,16 @@ describe('deterministic ids', () => {
     // Fields that do not identify the line (parsed details) do not change the id.
     expect(eventId({ ...e, reason: 'x' } as Event, 0)).toBe(base);
     expect(base).toMatch(/^[0-9a-f]{40}$/);
+  });
+
+  it('event ids stay those earlier versions stored: SHA-1 of the JSON array of the line identity, for any strings', () => {
+    const e = authEvent();
+    const stored = (x: Event, n: number) => createHash('sha1').update(JSON.stringify(['e', x.host, x.src.file, x.src.offset, x.ts, x.kind, n])).digest('hex');
+    for (const weird of ['mx"1', 'a\\b', 'tab\there', 'ünï 🙂', '\u2028', '']) {
+      const x = { ...e, host: weird, src: { file: `/var/log/${weird}`, offset: 7 } } as Event;
+      expect(eventId(x, 3), JSON.stringify(weird)).toBe(stored(x, 3));
+    }
+    expect(eventId(e, 0)).toBe(stored(e, 0));
   });
 
   it('the line indexer numbers the events of one line and restarts on the next', () => {
