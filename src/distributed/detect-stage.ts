@@ -295,7 +295,12 @@ export class DetectStage {
     for (const msg of batch.messages) {
       if (!isRunning() || isStale()) break;
       const off = BigInt(msg.offset);
-      if (off < ps.next) continue;
+      if (off < ps.next) {
+        // Processed before (the fetch began at an older committed offset, as after kafkajs restarts a crashed
+        // consumer): resolved all the same, or a batch wholly below ps.next is fetched again for ever.
+        resolveOffset(msg.offset);
+        continue;
+      }
       while (sink.buffered >= this.o.cfg.clickhouse.maxBufferedRows) {
         this.metrics.backpressureWaits++;
         await Promise.race([sink.whenRoom(), sleep(1000)]);

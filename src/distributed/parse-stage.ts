@@ -226,7 +226,11 @@ export class ParseStage {
       await slices.maybeYield();
       if (!isRunning() || isStale()) break;
       const off = BigInt(msg.offset);
-      if (off < ps.next) continue;
+      if (off < ps.next) {
+        // Done before (see the detect stage): resolved, so a batch wholly below ps.next is not fetched again for ever.
+        resolveOffset(msg.offset);
+        continue;
+      }
       last = msg;
       ps.next = off + 1n;
       this.metrics.records++;

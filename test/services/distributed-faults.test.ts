@@ -297,7 +297,8 @@ async function expectExactlyOnce(r: Rig, timeoutMs = 180_000): Promise<Outcome> 
       return have.events === expected.events && have.messages === expected.messages ? true : undefined;
     },
     timeoutMs,
-    () => `want ${expected.events} events, ${expected.messages} messages; stored ${have.events}, ${have.messages}\n${c.logs()}`,
+    // The counts last: CI shows only the tail of a failure.
+    () => `${c.logs()}\nwant ${expected.events} events, ${expected.messages} messages; stored ${have.events}, ${have.messages}`,
   );
   let got: string[] = [];
   await waitFor(

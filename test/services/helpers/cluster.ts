@@ -158,7 +158,11 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     } catch (e) {
       last = e;
     }
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}\n${onTimeout()}`);
+    if (Date.now() > until) {
+      const headline = `timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`;
+      // The headline again at the end: CI keeps only the tail of a long failure (the logs come in between).
+      throw new Error(`${headline}\n${onTimeout()}\n${headline}`);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
 }
