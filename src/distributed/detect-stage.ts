@@ -33,6 +33,7 @@ import { serializeState, type PartitionSnapshots, type SerializedState } from '.
 import { DetectPartition, type DetectPartitionSnapshot } from './detect-partition.js';
 import type { DistributedActions } from './distributed-actions.js';
 import type { Logger } from './log.js';
+import { isTransientOpenFailure, PartitionHold, type PartitionHoldOptions } from './partition-hold.js';
 import { partitionFor } from './kafka.js';
 import { decodeItems, encodeItems, type RoutedItem } from './wire.js';
 import { Slices } from '../core/slices.js';
@@ -48,6 +49,8 @@ export interface DetectStageMetrics {
   checkpointFailures: number;
   lastCheckpointMs: number;
   restores: number;
+  /** Times a partition was paused because its checkpoint could not be loaded (Redis away). */
+  openHolds: number;
   backpressureWaits: number;
   /** Per partition: the last offset processed and the high watermark seen (lag = high - next). */
   lag: Map<number, number>;
@@ -74,6 +77,8 @@ export interface DetectStageOptions {
   /** Partitions of the events topic (hand-offs are addressed to one). */
   eventPartitions: number;
   dns?: DnsLookup;
+  /** Backoff of a partition whose checkpoint cannot be loaded (default DEFAULT_PARTITION_HOLD). */
+  partitionHold?: PartitionHoldOptions;
   /** Called for every finding and decision (tests, metrics). */
   onFinding?: (f: Finding) => void;
   onDecision?: (d: Decision) => void;
@@ -81,7 +86,7 @@ export interface DetectStageOptions {
 }
 
 export class DetectStage {
-  readonly metrics: DetectStageMetrics = { records: 0, items: 0, findings: 0, decisions: 0, badItems: 0, handOffs: 0, checkpoints: 0, checkpointFailures: 0, lastCheckpointMs: 0, restores: 0, backpressureWaits: 0, lag: new Map() };
+  readonly metrics: DetectStageMetrics = { records: 0, items: 0, findings: 0, decisions: 0, badItems: 0, handOffs: 0, checkpoints: 0, checkpointFailures: 0, lastCheckpointMs: 0, restores: 0, openHolds: 0, backpressureWaits: 0, lag: new Map() };
   private readonly o: DetectStageOptions;
   private readonly consumer: Consumer;
   private readonly groupId: string;
@@ -101,6 +106,7 @@ export class DetectStage {
   /** The checkpoint in progress (one at a time; see startCheckpoint). */
   private checkpointRun: Promise<void> | undefined;
   private readonly producer: Producer;
+  private readonly held: PartitionHold;
 
   constructor(o: DetectStageOptions) {
     this.o = o;
@@ -109,6 +115,7 @@ export class DetectStage {
     this.groupId = `${o.cfg.kafka.groupId}-detect`;
     this.consumer = o.kafka.consumer({ groupId: this.groupId, sessionTimeout: 30_000, heartbeatInterval: 3000, maxWaitTimeInMs: 100, readUncommitted: false });
     this.producer = o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+    this.held = new PartitionHold(this.consumer, o.log, 'detect', o.partitionHold);
   }
 
   async start(): Promise<void> {
@@ -136,6 +143,7 @@ export class DetectStage {
   /** Final checkpoint, then leave the group. */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.held.clear();
     await this.exclusive(() => this.consumer.stop().catch(() => undefined));
     while (this.checkpointRun !== undefined) await this.checkpointRun;
     await this.checkpoint();
@@ -275,7 +283,15 @@ export class DetectStage {
     if (first === undefined) return;
     let ps = this.parts.get(partition);
     if (ps === undefined) {
-      ps = await this.open(partition, BigInt(first.offset));
+      try {
+        ps = await this.open(partition, BigInt(first.offset));
+      } catch (e) {
+        if (!isTransientOpenFailure(e)) throw e;
+        this.held.hold(batch.topic, partition, e);
+        this.metrics.openHolds = this.held.holds;
+        return;
+      }
+      this.held.opened(batch.topic, partition);
       this.parts.set(partition, ps);
     }
     if (BigInt(first.offset) > ps.next) {

@@ -19,6 +19,7 @@ import type { ZoneClock } from '../envelope/zone.js';
 import type { PartitionSnapshots } from '../redis/snapshots.js';
 import { partitionFor } from './kafka.js';
 import type { Logger } from './log.js';
+import { isTransientOpenFailure, PartitionHold, type PartitionHoldOptions } from './partition-hold.js';
 import { ParsePartition, type ParsePartitionSnapshot } from './parse-partition.js';
 import { routeKey } from '../detect/route.js';
 import { decodeChunk, encodeItems, requestsWithin, type RoutedItem } from './wire.js';
@@ -35,6 +36,8 @@ export interface ParseStageMetrics {
   transactionFailures: number;
   silentRecords: number;
   restores: number;
+  /** Times a partition was paused because its checkpoint could not be loaded (Redis away). */
+  openHolds: number;
   snapshots: number;
   lastBatchLines: number;
 }
@@ -63,11 +66,13 @@ export interface ParseStageOptions {
   eventPartitions: number;
   /** Most bytes of lines records taken per partition and fetch (default 256 KiB; a record bigger than that still comes whole). */
   fetchBytesPerPartition?: number;
+  /** Backoff of a partition whose checkpoint cannot be loaded (default DEFAULT_PARTITION_HOLD). */
+  partitionHold?: PartitionHoldOptions;
   now?: () => number;
 }
 
 export class ParseStage {
-  readonly metrics: ParseStageMetrics = { records: 0, lines: 0, items: 0, duplicateLines: 0, malformedLines: 0, deadLettered: 0, transactions: 0, transactionFailures: 0, silentRecords: 0, restores: 0, snapshots: 0, lastBatchLines: 0 };
+  readonly metrics: ParseStageMetrics = { records: 0, lines: 0, items: 0, duplicateLines: 0, malformedLines: 0, deadLettered: 0, transactions: 0, transactionFailures: 0, silentRecords: 0, restores: 0, openHolds: 0, snapshots: 0, lastBatchLines: 0 };
   private readonly o: ParseStageOptions;
   private readonly consumer: Consumer;
   private producer: Producer;
@@ -79,6 +84,7 @@ export class ParseStage {
   private readonly parts = new Map<number, PartState>();
   private readonly now: () => number;
   private readonly partitionCache = new Map<string, number>();
+  private readonly held: PartitionHold;
 
   constructor(o: ParseStageOptions) {
     this.o = o;
@@ -100,6 +106,7 @@ export class ParseStage {
     });
     this.producer = this.createProducer();
     this.admin = o.kafka.admin();
+    this.held = new PartitionHold(this.consumer, o.log, 'parse', o.partitionHold);
   }
 
   private createProducer(): Producer {
@@ -131,6 +138,7 @@ export class ParseStage {
   }
 
   async stop(): Promise<void> {
+    this.held.clear();
     await this.consumer.disconnect().catch(() => undefined);
     await this.producer.disconnect().catch(() => undefined);
     await this.admin.disconnect().catch(() => undefined);
@@ -198,7 +206,15 @@ export class ParseStage {
     }
     let ps = this.parts.get(partition);
     if (ps === undefined) {
-      ps = await this.open(batch.topic, partition, BigInt(first.offset));
+      try {
+        ps = await this.open(batch.topic, partition, BigInt(first.offset));
+      } catch (e) {
+        if (!isTransientOpenFailure(e)) throw e;
+        this.held.hold(batch.topic, partition, e);
+        this.metrics.openHolds = this.held.holds;
+        return;
+      }
+      this.held.opened(batch.topic, partition);
       this.parts.set(partition, ps);
     }
     if (BigInt(first.offset) > ps.next) {

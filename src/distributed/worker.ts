@@ -151,6 +151,7 @@ export class DetectWorker {
       out.push(counter('floodgate_dead_lettered_total', 'Records and line samples sent to the dead-letter topic', p.deadLettered));
       out.push(counter('floodgate_parse_transactions_total', 'Kafka transactions committed by the parse stage', p.transactions));
       out.push(counter('floodgate_parse_transaction_failures_total', 'Kafka transactions that failed (partition rebuilt from its checkpoint)', p.transactionFailures));
+      out.push(counter('floodgate_parse_partition_holds_total', 'Times a lines partition was paused because its checkpoint could not be loaded (Redis away)', p.openHolds));
       out.push(gauge('floodgate_parse_last_batch_lines', 'Lines in the last batch the parse stage committed', p.lastBatchLines));
     }
     const d = this.detect?.metrics;
@@ -163,6 +164,7 @@ export class DetectWorker {
       out.push(counter('floodgate_detect_bad_items_total', 'Items on the events topic that could not be decoded (dead-lettered)', d.badItems));
       out.push(counter('floodgate_checkpoints_total', 'Detect checkpoints (rows stored, offsets committed, state saved)', d.checkpoints));
       out.push(counter('floodgate_checkpoint_failures_total', 'Detect checkpoints that failed and were retried', d.checkpointFailures));
+      out.push(counter('floodgate_detect_partition_holds_total', 'Times an events partition was paused because its checkpoint could not be loaded (Redis away)', d.openHolds));
       out.push(counter('floodgate_backpressure_waits_total', 'Times the detect stage waited for ClickHouse to take rows', d.backpressureWaits));
       out.push({ name: 'floodgate_consumer_lag', help: 'Records behind the high watermark, per events-topic partition', type: 'gauge', samples: [...d.lag].map(([partition, value]) => ({ labels: { partition: String(partition) }, value })) });
     }
