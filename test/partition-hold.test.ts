@@ -19,7 +19,7 @@ describe('PartitionHold', () => {
   afterEach(() => vi.useRealTimers());
   const log = pino({ level: 'silent' });
 
-  it('pauses the partition and resumes it after a backoff that doubles, up to the cap, and starts afresh once it opened', () => {
+  it('pauses the partition and resumes it after a backoff that doubles, up to the cap, and starts afresh once it opened', async () => {
     const { consumer, calls } = fakeConsumer();
     const hold = new PartitionHold(consumer, log, 'detect', { minMs: 100, maxMs: 350 });
     const delays: number[] = [];
@@ -37,10 +37,20 @@ describe('PartitionHold', () => {
     };
     for (let i = 0; i < 4; i++) holdAndTime();
     expect(delays).toEqual([100, 200, 350, 350]);
-    hold.opened('t', 3);
+    expect(await hold.open('t', 3, () => Promise.resolve('state'))).toBe('state');
     holdAndTime();
     expect(delays.at(-1)).toBe(100);
     expect(hold.holds).toBe(5);
+  });
+
+  it('open holds the partition when Redis is away and throws anything else', async () => {
+    const { consumer, calls } = fakeConsumer();
+    const hold = new PartitionHold(consumer, log, 'detect', { minMs: 100, maxMs: 1000 });
+    await expect(hold.open('t', 4, () => Promise.reject(new FloodgateError('FG_REDIS_UNAVAILABLE', 'away')))).resolves.toBeUndefined();
+    expect(calls).toEqual(['pause t/4']);
+    await expect(hold.open('t', 5, () => Promise.reject(new Error('corrupt checkpoint')))).rejects.toThrow('corrupt checkpoint');
+    expect(calls).toEqual(['pause t/4']);
+    expect(hold.holds).toBe(1);
   });
 
   it('keeps each partition its own backoff', () => {

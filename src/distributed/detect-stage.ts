@@ -33,7 +33,7 @@ import { serializeState, type PartitionSnapshots, type SerializedState } from '.
 import { DetectPartition, type DetectPartitionSnapshot } from './detect-partition.js';
 import type { DistributedActions } from './distributed-actions.js';
 import type { Logger } from './log.js';
-import { isTransientOpenFailure, PartitionHold, type PartitionHoldOptions } from './partition-hold.js';
+import { PartitionHold, type PartitionHoldOptions } from './partition-hold.js';
 import { partitionFor } from './kafka.js';
 import { decodeItems, encodeItems, type RoutedItem } from './wire.js';
 import { Slices } from '../core/slices.js';
@@ -283,15 +283,9 @@ export class DetectStage {
     if (first === undefined) return;
     let ps = this.parts.get(partition);
     if (ps === undefined) {
-      try {
-        ps = await this.open(partition, BigInt(first.offset));
-      } catch (e) {
-        if (!isTransientOpenFailure(e)) throw e;
-        this.held.hold(batch.topic, partition, e);
-        this.metrics.openHolds = this.held.holds;
-        return;
-      }
-      this.held.opened(batch.topic, partition);
+      ps = await this.held.open(batch.topic, partition, () => this.open(partition, BigInt(first.offset)));
+      this.metrics.openHolds = this.held.holds;
+      if (ps === undefined) return; // held: Redis is away (see PartitionHold)
       this.parts.set(partition, ps);
     }
     if (BigInt(first.offset) > ps.next) {

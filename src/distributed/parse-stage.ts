@@ -19,7 +19,7 @@ import type { ZoneClock } from '../envelope/zone.js';
 import type { PartitionSnapshots } from '../redis/snapshots.js';
 import { partitionFor } from './kafka.js';
 import type { Logger } from './log.js';
-import { isTransientOpenFailure, PartitionHold, type PartitionHoldOptions } from './partition-hold.js';
+import { PartitionHold, type PartitionHoldOptions } from './partition-hold.js';
 import { ParsePartition, type ParsePartitionSnapshot } from './parse-partition.js';
 import { routeKey } from '../detect/route.js';
 import { decodeChunk, encodeItems, requestsWithin, type RoutedItem } from './wire.js';
@@ -206,15 +206,9 @@ export class ParseStage {
     }
     let ps = this.parts.get(partition);
     if (ps === undefined) {
-      try {
-        ps = await this.open(batch.topic, partition, BigInt(first.offset));
-      } catch (e) {
-        if (!isTransientOpenFailure(e)) throw e;
-        this.held.hold(batch.topic, partition, e);
-        this.metrics.openHolds = this.held.holds;
-        return;
-      }
-      this.held.opened(batch.topic, partition);
+      ps = await this.held.open(batch.topic, partition, () => this.open(batch.topic, partition, BigInt(first.offset)));
+      this.metrics.openHolds = this.held.holds;
+      if (ps === undefined) return; // held: Redis is away (see PartitionHold)
       this.parts.set(partition, ps);
     }
     if (BigInt(first.offset) > ps.next) {

@@ -38,6 +38,24 @@ export class PartitionHold {
   ) {}
 
   /**
+   * Open a partition with `open`; when that fails for a transient reason the
+   * partition is held (see hold) and the result is undefined. Other failures
+   * are thrown.
+   */
+  async open<T>(topic: string, partition: number, open: () => Promise<T>): Promise<T | undefined> {
+    let opened: T;
+    try {
+      opened = await open();
+    } catch (e) {
+      if (!isTransientOpenFailure(e)) throw e;
+      this.hold(topic, partition, e);
+      return undefined;
+    }
+    this.failures.delete(`${topic}/${partition}`);
+    return opened;
+  }
+
+  /**
    * Pause the partition and resume it after the backoff. Its offsets stay
    * unresolved, so kafkajs fetches the same records again on resume.
    */
@@ -56,11 +74,6 @@ export class PartitionHold {
     }, delayMs);
     t.unref();
     this.timers.set(key, t);
-  }
-
-  /** The partition opened: its next failure starts the backoff afresh. */
-  opened(topic: string, partition: number): void {
-    this.failures.delete(`${topic}/${partition}`);
   }
 
   /** Stopping: no resume after the consumer is gone. */
