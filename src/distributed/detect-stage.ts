@@ -49,6 +49,8 @@ export interface DetectStageMetrics {
   checkpointFailures: number;
   lastCheckpointMs: number;
   restores: number;
+  /** Batches that began past a partition's state (a committed offset ahead of its checkpoint): sought back. */
+  seeks: number;
   /** Times a partition was paused because its checkpoint could not be loaded (Redis away). */
   openHolds: number;
   backpressureWaits: number;
@@ -86,7 +88,7 @@ export interface DetectStageOptions {
 }
 
 export class DetectStage {
-  readonly metrics: DetectStageMetrics = { records: 0, items: 0, findings: 0, decisions: 0, badItems: 0, handOffs: 0, checkpoints: 0, checkpointFailures: 0, lastCheckpointMs: 0, restores: 0, openHolds: 0, backpressureWaits: 0, lag: new Map() };
+  readonly metrics: DetectStageMetrics = { records: 0, items: 0, findings: 0, decisions: 0, badItems: 0, handOffs: 0, checkpoints: 0, checkpointFailures: 0, lastCheckpointMs: 0, restores: 0, seeks: 0, openHolds: 0, backpressureWaits: 0, lag: new Map() };
   private readonly o: DetectStageOptions;
   private readonly consumer: Consumer;
   private readonly groupId: string;
@@ -132,6 +134,14 @@ export class DetectStage {
         }
       }
       this.o.log.info({ stage: 'detect', partitions: [...mine] }, 'partitions assigned');
+    });
+    // A fetch of nothing but transaction markers (or aborted records) never reaches eachBatch: kafkajs moves
+    // its position past it on its own, and so must our state, or the next batch looks like a jump past it.
+    this.consumer.on(this.consumer.events.END_BATCH_PROCESS, (e) => {
+      const b = e.payload;
+      if (b.batchSize !== 0 || b.topic !== this.o.cfg.kafka.topics.events) return;
+      const ps = this.parts.get(b.partition);
+      if (ps !== undefined) ps.next = pastFiltered(ps.next, b.firstOffset, b.lastOffset);
     });
     await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, partitionsConsumedConcurrently: 1, eachBatch: (b) => this.exclusive(() => this.onBatch(b)) });
     // Checkpoints also happen when no records arrive, so the last rows and offsets of a burst are not held back.
@@ -288,8 +298,10 @@ export class DetectStage {
       if (ps === undefined) return; // held: Redis is away (see PartitionHold)
       this.parts.set(partition, ps);
     }
-    if (BigInt(first.offset) > ps.next) {
-      // Transaction markers leave gaps in this topic's offsets; only a jump past our state needs the seek.
+    // Where the fetch began, transaction markers and aborted records included (kafkajs hides them from messages).
+    if (BigInt(batch.firstOffset() ?? first.offset) > ps.next) {
+      // The fetch began past our state (at a committed offset ahead of our checkpoint): go back to it.
+      this.metrics.seeks++;
       if (ps.seekTo !== ps.next) {
         ps.seekTo = ps.next;
         ps.staleBatches = 0;
@@ -302,8 +314,12 @@ export class DetectStage {
     ps.seekTo = undefined;
     const sink = this.o.sink;
     const slices = new Slices(SLICE_MS);
+    let whole = true;
     for (const msg of batch.messages) {
-      if (!isRunning() || isStale()) break;
+      if (!isRunning() || isStale()) {
+        whole = false;
+        break;
+      }
       const off = BigInt(msg.offset);
       if (off < ps.next) {
         // Processed before (the fetch began at an older committed offset, as after kafkajs restarts a crashed
@@ -336,6 +352,10 @@ export class DetectStage {
       resolveOffset(msg.offset);
       this.dirty = true;
     }
+    // Resolving the batch's last record resolves the transaction marker after it too (kafkajs): the next fetch
+    // begins past the marker, and so does our state. Without this every batch after a parse transaction
+    // looked like a jump past our state and cost a seek and four fetches.
+    if (whole) ps.next = pastFiltered(ps.next, batch.firstOffset(), batch.lastOffset());
     this.metrics.lag.set(partition, Math.max(0, Number(BigInt(batch.highWatermark) - ps.next)));
     // Hand-offs go after each batch, not only at the checkpoint: a finding that crosses partitions (a
     // cleartext login judged in the IP's, reported in the account's) waited up to redis.snapshotIntervalMs
@@ -450,4 +470,15 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * The offset after a fetched batch whose records up to `next` were all
+ * processed: its end when the batch began within our state (whatever it
+ * holds past the last record is markers or aborted records), else `next`.
+ */
+export function pastFiltered(next: bigint, firstOffset: string | null, lastOffset: string): bigint {
+  if (firstOffset === null || BigInt(firstOffset) > next) return next;
+  const end = BigInt(lastOffset) + 1n;
+  return end > next ? end : next;
 }

@@ -164,6 +164,7 @@ export class DetectWorker {
       out.push(counter('floodgate_detect_bad_items_total', 'Items on the events topic that could not be decoded (dead-lettered)', d.badItems));
       out.push(counter('floodgate_checkpoints_total', 'Detect checkpoints (rows stored, offsets committed, state saved)', d.checkpoints));
       out.push(counter('floodgate_checkpoint_failures_total', 'Detect checkpoints that failed and were retried', d.checkpointFailures));
+      out.push(counter('floodgate_detect_seeks_total', 'Events batches that began past a partition\'s state (a committed offset ahead of its checkpoint) and were sought back', d.seeks));
       out.push(counter('floodgate_detect_partition_holds_total', 'Times an events partition was paused because its checkpoint could not be loaded (Redis away)', d.openHolds));
       out.push(counter('floodgate_backpressure_waits_total', 'Times the detect stage waited for ClickHouse to take rows', d.backpressureWaits));
       out.push({ name: 'floodgate_consumer_lag', help: 'Records behind the high watermark, per events-topic partition', type: 'gauge', samples: [...d.lag].map(([partition, value]) => ({ labels: { partition: String(partition) }, value })) });

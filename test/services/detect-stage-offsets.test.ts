@@ -1,16 +1,23 @@
-// Two ways a partition fails to open (its checkpoint cannot be loaded).
+// Where the detect stage resumes a partition, against a real broker.
 //
-// A failure that is not Redis being away (a bug, a corrupt checkpoint) fails
-// the batch; kafkajs retries it, then drops the consumer and starts a new
-// one, which fetches every partition again from its committed offset. The
-// detect stage keeps the partitions it had open, whose state is ahead of that
-// offset, and skips the records it has processed already. It used to skip
-// them without resolving their offsets, so a fetch wholly below its state was
-// fetched again for ever: those partitions stopped for good (seen in CI's
-// Redis-outage fault test, when Redis being away still failed the batch).
+// Transaction markers: the events topic is written in parse-stage
+// transactions, and kafkajs hides their markers from eachBatch but moves its
+// fetch position past them. The stage's state stopped before the marker, so
+// every batch after a transaction looked like a jump past its state and cost
+// a seek and four more fetches.
 //
-// Redis being away holds only that partition (paused, retried with backoff):
-// the others go on and the consumer is not restarted.
+// A batch failing until kafkajs restarts the consumer (a bug, a corrupt
+// checkpoint): the new consumer fetches every partition again from its
+// committed offset. The stage keeps the partitions it had open, whose state
+// is ahead of that offset, and skips the records it has processed already. It
+// used to skip them without resolving their offsets, so a fetch wholly below
+// its state was fetched again for ever: those partitions stopped for good
+// (seen in CI's Redis-outage fault test, when Redis being away still failed
+// the batch).
+//
+// Redis being away while a partition opens holds only that partition
+// (paused, retried with backoff): the others go on and the consumer is not
+// restarted.
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { Partitioners, type Producer } from 'kafkajs';
@@ -142,7 +149,7 @@ const expectStored = async (...sets: { ids: string[] }[]) => {
   expect(stored, `rows stored; detect metrics ${metrics()}`).toBe(want);
 };
 
-describe('detect stage when a partition cannot be opened', () => {
+describe('detect stage offsets', () => {
   beforeAll(async () => {
     const load = worker.snapshots.load.bind(worker.snapshots);
     worker.snapshots.load = (group, topic, partition) => {
@@ -163,6 +170,7 @@ describe('detect stage when a partition cannot be opened', () => {
   const before = records(12_000, 1);
   const later = records(6_000, 2);
   const last = records(3_000, 3);
+  const txns = records(3_000, 4);
 
   it('a batch failing until kafkajs restarts the consumer: the partitions it had open go on past the records processed and never committed', async () => {
     // Well over one fetch (1 MiB per partition) in each of partitions 0 and 1.
@@ -203,5 +211,27 @@ describe('detect stage when a partition cannot be opened', () => {
     await expectStored(before, later, last);
     expect(joins(), 'no rebalance, no consumer restart').toBe(joined);
     expect(worker.detect!.metrics.lag.get(away)).toBe(0);
+  }, 300_000);
+
+  it('transactions one after another: each batch goes on past the marker, no seek', async () => {
+    const seeks = worker.detect!.metrics.seeks;
+    const tx = worker.kafka.producer({ transactionalId: `${id}-txn`, idempotent: true, maxInFlightRequests: 1 });
+    await tx.connect();
+    try {
+      expect(txns.values.length).toBeGreaterThan(5);
+      // One record per transaction, each committed after the stage has taken the one before: a marker after each.
+      for (const value of txns.values) {
+        const done = worker.detect!.metrics.records;
+        const t = await tx.transaction();
+        await t.send({ topic: cfg.kafka.topics.events, acks: -1, messages: [{ partition: 1, value }] });
+        await t.commit();
+        await until('the record processed', () => worker.detect!.metrics.records > done, 30_000);
+      }
+    } finally {
+      await tx.disconnect();
+    }
+    await expectStored(before, later, last, txns);
+    expect(worker.detect!.metrics.seeks - seeks, 'batches that began past the state').toBe(0);
+    expect(worker.detect!.metrics.lag.get(1)).toBe(0);
   }, 300_000);
 });
