@@ -98,3 +98,34 @@ describe('ClickhouseSink under steady load', () => {
     ]);
   });
 });
+
+describe('ClickhouseSink after an outage', () => {
+  beforeEach(() => void vi.useFakeTimers());
+  afterEach(() => void vi.useRealTimers());
+
+  it('the first insert that gets through sends the other tables\' waiting inserts at once, not after their backoff', async () => {
+    let down = true;
+    const base = recordingClient(() => Date.now());
+    const client: typeof base = {
+      ...base,
+      insert: async (table, rows) => {
+        if (down) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' });
+        return base.insert(table, rows);
+      },
+    };
+    const sink = new ClickhouseSink(client, { batchRows: 100, flushMs: 0, maxBufferedRows: 1000, random: () => 1 });
+    sink.add('decisions', [{ id: 'd1' }]);
+    // A minute down: the decisions insert now waits 30 s between attempts.
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(base.inserts).toEqual([]);
+    down = false;
+    const back = Date.now();
+    sink.add('actions', [{ id: 'a1' }]);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(base.inserts.map((i) => [i.table, i.at - back])).toEqual([
+      ['actions', 0],
+      ['decisions', 0],
+    ]);
+    expect(sink.buffered).toBe(0);
+  });
+});

@@ -305,6 +305,9 @@ export class ClickhouseSink {
           c.batches++;
           if (rows.length > c.maxBatch) c.maxBatch = rows.length;
           if (attempt > 0) this.o.log?.('info', 'clickhouse insert succeeded after retries', { table, attempts: attempt + 1 });
+          // ClickHouse answers again: the other tables' inserts retry now, not when their backoff ends. After a
+          // minute's outage that backoff is 15–30 s, and a table (the lock's decision) came in that much later.
+          if (this.retryingStores > (retrying ? 1 : 0)) this.sleepers.wakeAll();
           return;
         } catch (raw) {
           const err = classify(raw, `insert into ${table}`);

@@ -310,7 +310,14 @@ async function expectExactlyOnce(r: Rig, timeoutMs = 180_000): Promise<Outcome> 
     60_000,
     () => `want ${want.length} findings, have ${got.length}\nmissing: ${want.filter((w) => !got.includes(w)).slice(0, 10).join('\n')}\nextra: ${got.filter((g) => !want.includes(g)).slice(0, 10).join('\n')}\n${c.logs()}`,
   );
-  await waitFor('the lock recorded as an action', async () => ((await c.count("SELECT count() AS n FROM actions WHERE action = 'lock'")) > 0 ? true : undefined), 60_000, () => c.logs());
+  // Both rows: after an outage each table's insert comes back on its own (the sink retries them all once one gets through).
+  await waitFor(
+    'the lock recorded as a decision and as an action',
+    async () =>
+      (await c.count("SELECT count() AS n FROM actions WHERE action = 'lock'")) > 0 && (await c.count("SELECT count() AS n FROM decisions WHERE action = 'lock'")) > 0 ? true : undefined,
+    60_000,
+    () => c.logs(),
+  );
   // A replay still in flight would add rows after the counts matched: let the workers reach a checkpoint first.
   await sleep(3000);
 
