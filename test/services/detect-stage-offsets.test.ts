@@ -23,32 +23,23 @@ import { Writable } from 'node:stream';
 import { Partitioners, type Producer } from 'kafkajs';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateLines } from '../../bench/generate.js';
 import { eventId, messageId } from '../../src/clickhouse/rows.js';
-import { validateConfig } from '../../src/config/config.js';
 import { ensureTopics } from '../../src/distributed/kafka.js';
 import { ParsePartition } from '../../src/distributed/parse-partition.js';
-import { encodeChunk, decodeChunk, decodeItems, encodeItems, type RoutedItem } from '../../src/distributed/wire.js';
+import { decodeChunk, decodeItems, encodeItems, type RoutedItem } from '../../src/distributed/wire.js';
 import { DetectWorker } from '../../src/distributed/worker.js';
 import { ZoneClock } from '../../src/envelope/zone.js';
 import { FloodgateError } from '../../src/core/errors.js';
-import { CLICKHOUSE_URL, KAFKA_BROKERS, REDIS_URL } from './helpers/services.js';
+import { CLICKHOUSE_URL } from './helpers/services.js';
+import { dropDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
 
 const id = `fgtopn${randomBytes(4).toString('hex')}`;
 
-const cfg = validateConfig({
-  timezone: 'UTC',
-  site: { localDomains: ['example.com'] },
-  kafka: {
-    brokers: KAFKA_BROKERS,
-    topics: { lines: `${id}.lines`, events: `${id}.events`, deadLetter: `${id}.dead` },
-    groupId: id,
-    partitions: 8,
-    eventsCompression: 'none',
-  },
+const cfg = stageConfig(id, {
+  kafka: { partitions: 8, eventsCompression: 'none' },
   clickhouse: { url: CLICKHOUSE_URL, database: id, flushMs: 200 },
   // No checkpoint during the test: nothing is committed, so the restarted consumer fetches from offset 0.
-  redis: { url: REDIS_URL, keyPrefix: `${id}:`, snapshotIntervalMs: 600_000 },
+  redis: { snapshotIntervalMs: 600_000 },
 });
 
 /** Log lines as objects, to see the consumer join the group again. */
@@ -66,27 +57,16 @@ const worker = new DetectWorker({ cfg, zone: new ZoneClock('UTC'), log, workerId
 
 afterAll(async () => {
   await worker.stop().catch(() => undefined);
-  const admin = worker.kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [cfg.kafka.topics.lines, cfg.kafka.topics.events, cfg.kafka.topics.deadLetter] }).catch(() => undefined);
-  await admin.disconnect();
+  await dropDeployment(worker.kafka, cfg.kafka.topics);
   await fetch(`${CLICKHOUSE_URL}/`, { method: 'POST', body: `DROP DATABASE IF EXISTS ${id}` }).catch(() => undefined);
 });
 
 /** Events of generated lines, as the parse stage would send them, in records of about 64 KiB, and the ids of the rows they store. */
 function records(lines: number, seed: number): { values: Buffer[]; ids: string[] } {
   const parse = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: cfg.correlator.idleTimeoutMs, maxEntries: cfg.correlator.maxEntries });
-  const all = [...generateLines({ lines, seed })];
-  let offset = 0;
   const items: RoutedItem[] = [];
-  for (let i = 0; i < all.length; i += 2000) {
-    const part = all.slice(i, i + 2000);
-    const offsets = part.map((l) => {
-      const at = offset;
-      offset += Buffer.byteLength(l) + 1;
-      return at;
-    });
-    parse.feed(decodeChunk(encodeChunk({ host: 'mx1', file: '/var/log/mail.log', source: `mx1:${seed}:1:0`, format: 'auto', mtime: Date.UTC(2026, 10, 28), offsets, lines: part })));
+  for (const chunk of shipperChunks({ host: 'mx1', seed, lines, perChunk: 2000 }).values) {
+    parse.feed(decodeChunk(chunk));
     items.push(...parse.takeOutput());
   }
   return { values: encodeItems(items, 64 * 1024), ids: rowIds(items) };

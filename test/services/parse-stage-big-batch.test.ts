@@ -10,33 +10,21 @@ import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateLines } from '../../bench/generate.js';
-import { validateConfig } from '../../src/config/config.js';
 import { createKafka, ensureTopics } from '../../src/distributed/kafka.js';
 import { ParsePartition } from '../../src/distributed/parse-partition.js';
 import { ParseStage } from '../../src/distributed/parse-stage.js';
-import { decodeChunk, decodeItems, encodeChunk } from '../../src/distributed/wire.js';
+import { decodeChunk, decodeItems } from '../../src/distributed/wire.js';
 import { ZoneClock } from '../../src/envelope/zone.js';
 import { connectRedis } from '../../src/redis/connection.js';
 import { PartitionSnapshots } from '../../src/redis/snapshots.js';
-import { KAFKA_BROKERS, REDIS_URL } from './helpers/services.js';
+import { KAFKA_BROKERS } from './helpers/services.js';
+import { dropDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
 
 const id = `fgtbig${randomBytes(4).toString('hex')}`;
 const LINES = 20_000;
 
 // Uncompressed and one events partition: 20,000 lines make ~8 MiB of events for that partition.
-const cfg = validateConfig({
-  timezone: 'UTC',
-  site: { localDomains: ['example.com'] },
-  kafka: {
-    brokers: KAFKA_BROKERS,
-    topics: { lines: `${id}.lines`, events: `${id}.events`, deadLetter: `${id}.dead` },
-    groupId: id,
-    partitions: 1,
-    eventsCompression: 'none',
-  },
-  redis: { url: REDIS_URL, keyPrefix: `${id}:` },
-});
+const cfg = stageConfig(id, { kafka: { partitions: 1, eventsCompression: 'none' } });
 const log = pino({ level: 'silent' });
 const kafka = createKafka(cfg.kafka, log);
 const redis = connectRedis(cfg.redis);
@@ -44,13 +32,7 @@ let stage: ParseStage | undefined;
 
 afterAll(async () => {
   await stage?.stop();
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [cfg.kafka.topics.lines, cfg.kafka.topics.events, cfg.kafka.topics.deadLetter] }).catch(() => undefined);
-  await admin.disconnect();
-  const keys = await redis.keys(`${id}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
+  await dropDeployment(kafka, cfg.kafka.topics, { client: redis, keyPrefix: cfg.redis.keyPrefix });
 });
 
 describe('parse stage with a batch bigger than the broker takes in one request', () => {
@@ -61,18 +43,7 @@ describe('parse stage with a batch bigger than the broker takes in one request',
     await admin.disconnect();
 
     // What the shipper would send: chunks of 2,000 lines of one file, all there before the stage starts.
-    const lines = [...generateLines({ lines: LINES, seed: 7 })];
-    const chunks = [];
-    let offset = 0;
-    for (let i = 0; i < lines.length; i += 2000) {
-      const part = lines.slice(i, i + 2000);
-      const offsets = part.map((l) => {
-        const at = offset;
-        offset += Buffer.byteLength(l) + 1;
-        return at;
-      });
-      chunks.push(encodeChunk({ host: 'mx1', file: '/var/log/mail.log', source: 'mx1:1:1:0', format: 'auto', mtime: Date.UTC(2026, 10, 28), offsets, lines: part }));
-    }
+    const chunks = shipperChunks({ host: 'mx1', seed: 7, lines: LINES, perChunk: 2000 }).values;
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     for (const value of chunks) await producer.send({ topic: cfg.kafka.topics.lines, acks: -1, messages: [{ key: 'mx1', value }] });

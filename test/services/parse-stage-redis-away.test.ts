@@ -7,29 +7,16 @@ import { randomBytes } from 'node:crypto';
 import { Partitioners } from 'kafkajs';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateLines } from '../../bench/generate.js';
-import { validateConfig } from '../../src/config/config.js';
 import { FloodgateError } from '../../src/core/errors.js';
 import { createKafka, ensureTopics } from '../../src/distributed/kafka.js';
 import { ParseStage } from '../../src/distributed/parse-stage.js';
-import { encodeChunk } from '../../src/distributed/wire.js';
 import { ZoneClock } from '../../src/envelope/zone.js';
 import { connectRedis } from '../../src/redis/connection.js';
 import { PartitionSnapshots } from '../../src/redis/snapshots.js';
-import { KAFKA_BROKERS, REDIS_URL } from './helpers/services.js';
+import { dropDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
 
 const id = `fgtpra${randomBytes(4).toString('hex')}`;
-const cfg = validateConfig({
-  timezone: 'UTC',
-  site: { localDomains: ['example.com'] },
-  kafka: {
-    brokers: KAFKA_BROKERS,
-    topics: { lines: `${id}.lines`, events: `${id}.events`, deadLetter: `${id}.dead` },
-    groupId: id,
-    partitions: 2,
-  },
-  redis: { url: REDIS_URL, keyPrefix: `${id}:` },
-});
+const cfg = stageConfig(id, { kafka: { partitions: 2 } });
 const log = pino({ level: 'silent' });
 const kafka = createKafka(cfg.kafka, log);
 const redis = connectRedis(cfg.redis);
@@ -37,31 +24,8 @@ let stage: ParseStage | undefined;
 
 afterAll(async () => {
   await stage?.stop();
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [cfg.kafka.topics.lines, cfg.kafka.topics.events, cfg.kafka.topics.deadLetter] }).catch(() => undefined);
-  await admin.disconnect();
-  const keys = await redis.keys(`${id}:*`);
-  if (keys.length > 0) await redis.del(...keys);
-  redis.disconnect();
+  await dropDeployment(kafka, cfg.kafka.topics, { client: redis, keyPrefix: cfg.redis.keyPrefix });
 });
-
-/** One host's generated log as the shipper sends it: chunks of 1,000 lines. */
-function chunks(host: string, seed: number, lines: number): { values: Buffer[]; lines: number } {
-  const all = [...generateLines({ lines, seed })];
-  const values: Buffer[] = [];
-  let offset = 0;
-  for (let i = 0; i < all.length; i += 1000) {
-    const part = all.slice(i, i + 1000);
-    const offsets = part.map((l) => {
-      const at = offset;
-      offset += Buffer.byteLength(l) + 1;
-      return at;
-    });
-    values.push(encodeChunk({ host, file: '/var/log/mail.log', source: `${host}:1:1:0`, format: 'auto', mtime: Date.UTC(2026, 10, 29), offsets, lines: part }));
-  }
-  return { values, lines: all.length };
-}
 
 async function until(what: string, ok: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + ms;
@@ -78,8 +42,8 @@ describe('parse stage with Redis away while a partition opens', () => {
     await ensureTopics(admin, cfg.kafka, log);
     await admin.disconnect();
 
-    const mx1 = chunks('mx1', 11, 5000);
-    const mx2 = chunks('mx2', 12, 4000);
+    const mx1 = shipperChunks({ host: 'mx1', seed: 11, lines: 5000, perChunk: 1000 });
+    const mx2 = shipperChunks({ host: 'mx2', seed: 12, lines: 4000, perChunk: 1000 });
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     for (const value of mx1.values) await producer.send({ topic: cfg.kafka.topics.lines, acks: -1, messages: [{ partition: 0, key: 'mx1', value }] });
