@@ -30,6 +30,7 @@ import { decodeChunk, decodeItems, encodeItems, type RoutedItem } from '../../sr
 import { DetectWorker } from '../../src/distributed/worker.js';
 import { ZoneClock } from '../../src/envelope/zone.js';
 import { FloodgateError } from '../../src/core/errors.js';
+import { waitFor } from './helpers/cluster.js';
 import { CLICKHOUSE_URL } from './helpers/services.js';
 import { dropDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
 
@@ -95,15 +96,9 @@ function metrics(): string {
   return JSON.stringify({ ...worker.detect?.metrics, lag: [...(worker.detect?.metrics.lag ?? [])] });
 }
 
-async function until(what: string, ok: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) {
-      const recent = logged.slice(-30).map((l) => l.msg);
-      throw new Error(`timed out waiting for ${what}; detect metrics ${metrics()}; last log lines: ${JSON.stringify(recent)}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/** waitFor on a synchronous condition, telling the stage's metrics and last log lines when it times out. */
+function until(what: string, ok: () => boolean, ms: number): Promise<true> {
+  return waitFor(what, async () => (ok() ? true : undefined), ms, () => `detect metrics ${metrics()}; last log lines: ${JSON.stringify(logged.slice(-30).map((l) => l.msg))}`);
 }
 
 /** Partitions whose checkpoint load fails, and with what. */

@@ -13,6 +13,7 @@ import { ParseStage } from '../../src/distributed/parse-stage.js';
 import { ZoneClock } from '../../src/envelope/zone.js';
 import { connectRedis } from '../../src/redis/connection.js';
 import { PartitionSnapshots } from '../../src/redis/snapshots.js';
+import { waitFor } from './helpers/cluster.js';
 import { dropDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
 
 const id = `fgtpra${randomBytes(4).toString('hex')}`;
@@ -27,12 +28,9 @@ afterAll(async () => {
   await dropDeployment(kafka, cfg.kafka.topics, { client: redis, keyPrefix: cfg.redis.keyPrefix });
 });
 
-async function until(what: string, ok: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; parse metrics ${JSON.stringify(stage?.metrics)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/** waitFor on a synchronous condition, telling the stage's metrics when it times out. */
+function until(what: string, ok: () => boolean, ms: number): Promise<true> {
+  return waitFor(what, async () => (ok() ? true : undefined), ms, () => `parse metrics ${JSON.stringify(stage?.metrics)}`);
 }
 
 describe('parse stage with Redis away while a partition opens', () => {
