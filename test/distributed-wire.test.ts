@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Event } from '../src/core/events.js';
 import type { Message } from '../src/correlator/message.js';
+import { ParsePartition } from '../src/distributed/parse-partition.js';
 import { decodeItems, encodeItems, requestsWithin, type RoutedItem } from '../src/distributed/wire.js';
+import { ZoneClock } from '../src/envelope/zone.js';
 
 const rec = (topic: string, partition: number | undefined, bytes: number, n: number) => ({ topic, ...(partition === undefined ? {} : { partition }), value: Buffer.alloc(bytes, 97), n });
 
@@ -62,6 +64,14 @@ describe('items on the events topic (encodeItems / decodeItems)', () => {
     expect(out[3]!.json).toBeUndefined();
   });
 
+  it('sends the JSON text an item carries instead of serialising its event again (the parse stage serialises once for all routes)', () => {
+    // Text that JSON.stringify(event) would not give: proves the carried text is what travels.
+    const carried = JSON.stringify({ ...event, marker: 'carried' });
+    const out = encodeItems([{ ...items[0]!, json: carried }]).flatMap((b) => decodeItems(b, () => undefined));
+    expect(out[0]!.json).toBe(carried);
+    expect((out[0]!.event as unknown as { marker?: string }).marker).toBe('carried');
+  });
+
   it('cuts records at maxBytes without losing or reordering items', () => {
     const many = Array.from({ length: 300 }, (_, i): RoutedItem => ({ route: { kind: 'account', key: `u${i}@example.com` }, primary: true, n: i, event }));
     const records = encodeItems(many, 4096);
@@ -86,5 +96,20 @@ describe('items on the events topic (encodeItems / decodeItems)', () => {
     const out = decodeItems(Buffer.from(lines.join('\n')), (_reason, line) => bad.push(line));
     expect(out).toHaveLength(2);
     expect(bad).toEqual(lines.slice(1, -1));
+  });
+});
+
+describe('items the parse stage routes', () => {
+  it('carry their event serialised once, the same text for every route, which is what travels', () => {
+    const part = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: 60_000, maxEntries: 1000 });
+    const line = 'Nov 27 10:00:01 mx1 postfix/smtpd[123]: 4ABCD1234: client=unknown[203.0.113.9], sasl_method=LOGIN, sasl_username=ann@example.com';
+    part.feed({ host: 'mx1', file: '/var/log/mail.log', source: 's1', format: 'auto', mtime: Date.UTC(2026, 10, 27), offsets: [0], lines: [line] });
+    const items = part.takeOutput();
+    expect(items.map((it) => it.route.kind)).toEqual(['account', 'ip']);
+    expect(items[0]!.json).toBe(JSON.stringify(items[0]!.event));
+    expect(items[1]!.json).toBe(items[0]!.json);
+    const decoded = encodeItems(items).flatMap((b) => decodeItems(b, () => undefined));
+    expect(decoded.map((it) => it.json)).toEqual([items[0]!.json, items[0]!.json]);
+    expect(decoded[1]!.event).toEqual(items[0]!.event);
   });
 });

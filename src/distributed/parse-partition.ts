@@ -113,8 +113,10 @@ export class ParsePartition {
 
   private route(e: Event | undefined, m: Message | undefined, n: number | undefined): void {
     const routes = routesOf((e ?? m)!);
+    // Serialised here, once for all its routes; the detect stage stores this very text.
+    const json = JSON.stringify(e ?? m);
     for (let i = 0; i < routes.length; i++) {
-      const it: RoutedItem = { route: routes[i]!, primary: i === 0 };
+      const it: RoutedItem = { route: routes[i]!, primary: i === 0, json };
       if (n !== undefined) it.n = n;
       if (e) it.event = e;
       else it.message = m;

@@ -314,9 +314,7 @@ export class ParseStage {
     }
     const cfg = this.o.cfg.kafka;
     const records: { topic: string; partition?: number; value: Buffer }[] = [];
-    // An item with two routes is one event or message: serialised once.
-    const bodies = new WeakMap<object, string>();
-    for (const [p, items] of byPartition) for (const value of encodeItems(items, undefined, bodies)) records.push({ topic: cfg.topics.events, partition: p, value });
+    for (const [p, items] of byPartition) for (const value of encodeItems(items)) records.push({ topic: cfg.topics.events, partition: p, value });
     for (const d of dead) records.push({ topic: cfg.topics.deadLetter, value: d.value });
     const compression = cfg.eventsCompression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
     const txn = await this.producer.transaction();

@@ -108,7 +108,7 @@ export interface RoutedItem {
   message?: Message;
   /** Data a detector handed to its own instance in the partition owning `route` (see DetectionEngine.onHandOff). */
   handOff?: { detector: string; data: unknown };
-  /** Decoded items: the event's or message's JSON as it travelled (what JSON.stringify of it gives). */
+  /** The event's or message's JSON (what JSON.stringify of it gives): set by the parse stage when it routes the item, so an item travelling twice is serialised once, and by decoding, so the detect stage stores the text as it travelled. */
   json?: string;
 }
 
@@ -128,15 +128,15 @@ const tagToKind = { a: 'account', i: 'ip', h: 'host' } as const;
 /**
  * Items as lines, cut into records of at most `maxBytes` (about: one item
  * may exceed it alone) so no record hits the broker's message size limit.
- * `bodies` remembers each event's or message's JSON across calls, for the
- * second route of one that travels twice.
+ * An item that carries `json` (its body, serialised once for all its
+ * routes by whoever routed it) is not serialised again.
  */
-export function encodeItems(items: readonly RoutedItem[], maxBytes = 256 * 1024, bodies?: WeakMap<object, string>): Buffer[] {
+export function encodeItems(items: readonly RoutedItem[], maxBytes = 256 * 1024): Buffer[] {
   const out: Buffer[] = [];
   let parts: string[] = [];
   let size = 0;
   for (let i = 0; i < items.length; i++) {
-    const line = encodeItem(items[i]!, bodies);
+    const line = encodeItem(items[i]!);
     if (parts.length > 0 && size + line.length > maxBytes) {
       out.push(Buffer.from(parts.join('\n'), 'utf8'));
       parts = [];
@@ -149,19 +149,19 @@ export function encodeItems(items: readonly RoutedItem[], maxBytes = 256 * 1024,
   return out;
 }
 
-function encodeItem(it: RoutedItem, bodies: WeakMap<object, string> | undefined): string {
-  const head = (it.event ? 'e' : it.message ? 'm' : 'h') + kindToTag[it.route.kind] + (it.primary ? '1' : '0') + (it.n !== undefined ? String(it.n) : '');
+/** Line heads without the index, by body, route and primary: built once, not per item. */
+const heads: Record<'e' | 'm' | 'h', Record<RouteKind, [string, string]>> = { e: headsOf('e'), m: headsOf('m'), h: headsOf('h') };
+
+function headsOf(body: string): Record<RouteKind, [string, string]> {
+  const of = (k: RouteKind): [string, string] => [body + kindToTag[k] + '0', body + kindToTag[k] + '1'];
+  return { account: of('account'), ip: of('ip'), host: of('host') };
+}
+
+function encodeItem(it: RoutedItem): string {
   const obj = it.event ?? it.message;
-  let body: string;
-  if (obj !== undefined) {
-    const known = bodies?.get(obj);
-    if (known !== undefined) body = known;
-    else {
-      body = JSON.stringify(obj);
-      bodies?.set(obj, body);
-    }
-  } else body = JSON.stringify({ d: it.handOff?.detector, x: it.handOff?.data });
-  return head + '\t' + JSON.stringify(it.route.key) + '\t' + body;
+  const head = heads[it.event !== undefined ? 'e' : it.message !== undefined ? 'm' : 'h'][it.route.kind][it.primary ? 1 : 0];
+  const body = obj !== undefined ? (it.json ?? JSON.stringify(obj)) : JSON.stringify({ d: it.handOff?.detector, x: it.handOff?.data });
+  return (it.n !== undefined ? head + it.n : head) + '\t' + JSON.stringify(it.route.key) + '\t' + body;
 }
 
 /**
