@@ -61,7 +61,7 @@ const round1 = (x: number) => Math.round(x * 10) / 10;
 const SHIP_HOST = 'mx1';
 
 /** As a deployment would run for volume: the config's defaults. */
-export const throughputSettings: DeploymentSettings = { partitions: 6, batchLines: 2000, compression: 'gzip', eventsCompression: 'none', flushMs: 1000, urgentFlushMs: 100, batchRows: 5000, snapshotIntervalMs: 5000, shipPollMs: 250, shipHost: SHIP_HOST, splitStages: false };
+export const throughputSettings: DeploymentSettings = { partitions: 6, batchLines: 2000, compression: 'gzip', eventsCompression: 'none', flushMs: 1000, urgentFlushMs: 100, batchRows: 50_000, snapshotIntervalMs: 5000, shipPollMs: 250, shipHost: SHIP_HOST, splitStages: false };
 
 /**
  * As a deployment that wants findings stored fast would run: the shipper
@@ -73,7 +73,7 @@ export const throughputSettings: DeploymentSettings = { partitions: 6, batchLine
  * for more. Checkpoints stay at the default 5 s: each one holds the detect
  * stage while it flushes and saves, so more often costs latency.
  */
-export const latencySettings: DeploymentSettings = { partitions: 6, batchLines: 2000, compression: 'gzip', eventsCompression: 'none', flushMs: 500, urgentFlushMs: 50, batchRows: 5000, snapshotIntervalMs: 5000, shipPollMs: 20, shipHost: SHIP_HOST, splitStages: false };
+export const latencySettings: DeploymentSettings = { partitions: 6, batchLines: 2000, compression: 'gzip', eventsCompression: 'none', flushMs: 500, urgentFlushMs: 50, batchRows: 50_000, snapshotIntervalMs: 5000, shipPollMs: 20, shipHost: SHIP_HOST, splitStages: false };
 
 interface Services {
   addresses: ServiceAddresses;

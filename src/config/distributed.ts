@@ -58,8 +58,12 @@ export const clickhouseSchema = z
     database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain identifier').default('floodgate'),
     username: z.string().min(1).default('default'),
     passwordEnv: z.string().min(1).optional(),
-    /** Rows per insert and the longest a partial batch of events or messages waits (bigger, rarer inserts cost ClickHouse less). */
-    batchRows: z.number().int().positive().max(1_000_000).default(5000),
+    /**
+     * Most rows per insert; a partial batch of events or messages goes after flushMs. Bigger, rarer
+     * inserts cost ClickHouse less: at 35,000 event rows/s, 18.16 spent 11-13 µs of CPU per row in
+     * inserts of 5,000 and 3-4 µs in inserts of a second's rows. Bounded by maxBufferedRows anyway.
+     */
+    batchRows: z.number().int().positive().max(1_000_000).default(50_000),
     flushMs: z.number().int().positive().max(60_000).default(1000),
     /** The longest findings, decisions and actions wait: few rows, and what an operator waits to see. */
     urgentFlushMs: z.number().int().nonnegative().max(60_000).default(100),
