@@ -16,15 +16,11 @@ import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
-import { sqlIdentifier } from '../src/clickhouse/escape.js';
+import { removeDeployment, type DeploymentServices } from './remove-deployment.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
-export interface ServiceAddresses {
-  kafka: string[];
-  clickhouse: string;
-  redis: string;
-}
+export type ServiceAddresses = DeploymentServices;
 
 /** Loopback services of `scripts/services.sh`, or FLOODGATE_BENCH_{KAFKA,CLICKHOUSE,REDIS}. */
 export function serviceAddresses(env: NodeJS.ProcessEnv = process.env): ServiceAddresses {
@@ -293,32 +289,7 @@ export class BenchDeployment {
 
   /** Drop the database, topics and Redis keys, and the temp folder (best effort). */
   async remove(): Promise<void> {
-    await fetch(`${this.services.clickhouse}/`, { method: 'POST', body: `DROP DATABASE IF EXISTS ${sqlIdentifier(this.id)}` }).catch(() => undefined);
-    const admin = new Kafka({ clientId: 'floodgate-bench', brokers: this.services.kafka, logLevel: logLevel.NOTHING }).admin();
-    try {
-      await admin.connect();
-      const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${this.id}.`));
-      if (topics.length > 0) await admin.deleteTopics({ topics });
-    } catch {
-      // best effort: a leftover topic only costs disk until retention
-    } finally {
-      await admin.disconnect().catch(() => undefined);
-    }
-    const redis = new Redis(this.services.redis, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    redis.on('error', () => undefined);
-    try {
-      await redis.connect();
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${this.id}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
-    } catch {
-      // best effort
-    } finally {
-      redis.disconnect();
-    }
+    await removeDeployment(this.services, this.id, 'floodgate-bench');
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

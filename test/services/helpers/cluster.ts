@@ -8,9 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
-import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
+import { removeDeployment } from '../../../bench/remove-deployment.js';
 import { CLICKHOUSE_URL, KAFKA_BROKERS, REDIS_URL, REPO_ROOT } from './services.js';
 
 export const CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -114,32 +113,7 @@ export class Cluster {
 
   async close(): Promise<void> {
     await Promise.all(this.procs.map((p) => this.kill(p, 'SIGKILL')));
-    await fetch(`${CLICKHOUSE_URL}/`, { method: 'POST', body: `DROP DATABASE IF EXISTS ${this.id}` }).catch(() => undefined);
-    const kafka = new Kafka({ clientId: 'fg-test-cleanup', brokers: KAFKA_BROKERS, logLevel: logLevel.NOTHING });
-    const admin = kafka.admin();
-    try {
-      await admin.connect();
-      const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${this.id}.`));
-      if (topics.length > 0) await admin.deleteTopics({ topics });
-    } catch {
-      // best effort
-    } finally {
-      await admin.disconnect().catch(() => undefined);
-    }
-    const redis = new Redis(this.opts.redisUrl ?? REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    try {
-      await redis.connect();
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${this.id}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
-    } catch {
-      // best effort
-    } finally {
-      redis.disconnect();
-    }
+    await removeDeployment({ clickhouse: this.opts.clickhouse?.url ?? CLICKHOUSE_URL, kafka: KAFKA_BROKERS, redis: this.opts.redisUrl ?? REDIS_URL }, this.id, 'fg-test-cleanup');
   }
 }
 
