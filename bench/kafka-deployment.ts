@@ -95,6 +95,8 @@ export interface DeploymentSettings {
   shipHost: string;
   /** Two detect processes, `--stages parse` and `--stages detect`, instead of one running both (each stage gets a core). */
   splitStages: boolean;
+  /** Without splitStages: how many `floodgate detect` processes run both stages in one consumer group (scale-out; default 1). */
+  detectWorkers?: number;
   /** Extra node flags for the detect processes (e.g. a bigger young generation), when any. */
   workerNodeFlags?: string[];
 }
@@ -187,7 +189,7 @@ export class BenchDeployment {
           { name: 'parse', stages: ['parse'] },
           { name: 'detect', stages: ['detect'] },
         ]
-      : [{ name: 'detect', stages: ['parse', 'detect'] }];
+      : Array.from({ length: this.settings.detectWorkers ?? 1 }, (_, i) => ({ name: i === 0 ? 'detect' : `detect${i + 1}`, stages: ['parse', 'detect'] }));
     for (const w of plan) this.workers.push(await this.spawnCli(w.name, ['detect', '--config', config, '--worker-id', `bench-${w.name}`, '--stages', w.stages.join(',')], this.settings.workerNodeFlags));
     for (const [i, w] of plan.entries()) {
       const c = this.workers[i]!;
