@@ -44,6 +44,29 @@ describe('ClickhouseSink flush policy', () => {
     expect(sink.buffered).toBe(0);
   });
 
+  it('a consumer waiting for room sends what waits at once, even when batchRows exceeds maxBufferedRows', async () => {
+    const client = recordingClient(() => Date.now());
+    const sink = new ClickhouseSink(client, { batchRows: 50_000, flushMs: 1000, maxBufferedRows: 100 });
+    const t0 = Date.now();
+    sink.add('events', Array.from({ length: 90 }, (_, i) => ({ id: `e${i}` })));
+    sink.add('messages', Array.from({ length: 10 }, (_, i) => ({ id: `m${i}` })));
+    const room = sink.whenRoom();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(client.inserts.map((i) => [i.table, i.rows, i.at - t0]).sort()).toEqual([
+      ['events', 90, 0],
+      ['messages', 10, 0],
+    ]);
+    await room;
+    expect(sink.buffered).toBe(0);
+    // Below the bound, rows still wait for flushMs.
+    sink.add('events', [{ id: 'late' }]);
+    await sink.whenRoom();
+    await vi.advanceTimersByTimeAsync(999);
+    expect(client.inserts).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(client.inserts).toHaveLength(3);
+  });
+
   it('flush() does not wait for any table\'s delay', async () => {
     const client = recordingClient(() => Date.now());
     const sink = new ClickhouseSink(client, { batchRows: 1000, flushMs: 60_000, tableFlushMs: { findings: 30_000 }, maxBufferedRows: 10_000 });

@@ -163,6 +163,14 @@ export class ClickhouseSink {
   /** Resolves when fewer than maxBufferedRows rows wait (at once if so already). */
   whenRoom(): Promise<void> {
     if (this.bufferedRows < this.o.maxBufferedRows || this.stopped) return Promise.resolve();
+    // Full: what waits for its table's flushMs goes now. Else a consumer held here waits out flushMs each
+    // time, and with batchRows above maxBufferedRows (a small buffer kept with the default batch) always.
+    for (const [table, q] of this.queues) {
+      if (q.rows.length > 0 && !q.writing) {
+        q.due = true;
+        this.kick(table, q);
+      }
+    }
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 

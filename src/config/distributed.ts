@@ -61,7 +61,7 @@ export const clickhouseSchema = z
     /**
      * Most rows per insert; a partial batch of events or messages goes after flushMs. Bigger, rarer
      * inserts cost ClickHouse less: at 35,000 event rows/s, 18.16 spent 11-13 µs of CPU per row in
-     * inserts of 5,000 and 3-4 µs in inserts of a second's rows. Bounded by maxBufferedRows anyway.
+     * inserts of 5,000 and 3-4 µs in inserts of a second's rows. When maxBufferedRows rows wait, they go at once.
      */
     batchRows: z.number().int().positive().max(1_000_000).default(50_000),
     flushMs: z.number().int().positive().max(60_000).default(1000),
