@@ -75,6 +75,30 @@ export const throughputSettings: DeploymentSettings = { partitions: 6, batchLine
  */
 export const latencySettings: DeploymentSettings = { partitions: 6, batchLines: 2000, compression: 'gzip', eventsCompression: 'none', flushMs: 500, urgentFlushMs: 50, batchRows: 50_000, snapshotIntervalMs: 5000, shipPollMs: 20, shipHost: SHIP_HOST, splitStages: false };
 
+/**
+ * `--kafka-settings JSON` as deployment settings: an object whose keys are
+ * settings and whose values have their types. A misspelt key would
+ * otherwise change nothing and the run would measure the defaults unnoticed.
+ */
+export function parseKafkaSettings(text: string): Partial<DeploymentSettings> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`--kafka-settings: not JSON (${(e as Error).message})`);
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('--kafka-settings: expected a JSON object, e.g. {"batchRows":5000}');
+  const known: Record<string, string> = { ...Object.fromEntries(Object.entries(throughputSettings).map(([k, d]) => [k, typeof d])), detectWorkers: 'number', workerNodeFlags: 'string[]' };
+  for (const [k, x] of Object.entries(v)) {
+    const type = known[k];
+    if (type === undefined) throw new Error(`--kafka-settings: unknown setting '${k}' (${Object.keys(known).join(', ')})`);
+    const ok = type === 'string[]' ? Array.isArray(x) && x.every((f) => typeof f === 'string') : type === 'number' ? typeof x === 'number' && Number.isFinite(x) && x >= 0 : typeof x === type;
+    if (!ok) throw new Error(`--kafka-settings: ${k} must be ${type === 'number' ? 'a number ≥ 0' : type === 'string[]' ? 'an array of strings' : `a ${type}`}`);
+  }
+  if ('detectWorkers' in v && !(Number.isInteger(v.detectWorkers) && (v.detectWorkers as number) >= 1)) throw new Error('--kafka-settings: detectWorkers must be an integer ≥ 1');
+  return v as Partial<DeploymentSettings>;
+}
+
 interface Services {
   addresses: ServiceAddresses;
   pids: { kafka?: number; clickhouse?: number; redis?: number };

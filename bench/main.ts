@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { writeLog } from './generate.js';
-import { kafkaPhase } from './kafka-phase.js';
+import { kafkaPhase, parseKafkaSettings } from './kafka-phase.js';
 
 interface PhaseResult {
   phase: string;
@@ -66,6 +66,8 @@ async function main(): Promise<void> {
   if (!(kafkaOpts.rate >= 1 && kafkaOpts.seconds >= 1 && kafkaOpts.markersPerSec > 0 && kafkaOpts.markersPerSec <= kafkaOpts.rate)) {
     throw new Error('--kafka-rate and --kafka-seconds must be ≥ 1, --kafka-markers between 0 and the rate');
   }
+  // Checked before the log is generated and any phase runs: a bad setting should not cost a bench run.
+  const kafkaOverrides = values['kafka-settings'] !== undefined ? parseKafkaSettings(values['kafka-settings']) : undefined;
   const file = join(tmpdir(), `floodgate-bench-${lines}-${seed}.log`);
   const g0 = performance.now();
   let generated = false;
@@ -88,7 +90,7 @@ async function main(): Promise<void> {
         ...kafkaOpts,
         ...(values['kafka-profile'] !== undefined ? { profileDir: values['kafka-profile'] } : {}),
         keep: values['kafka-keep'],
-        ...(values['kafka-settings'] !== undefined ? { overrides: JSON.parse(values['kafka-settings']) as Record<string, never> } : {}),
+        ...(kafkaOverrides !== undefined ? { overrides: kafkaOverrides } : {}),
       })) as PhaseResult;
       continue;
     }
