@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Kafka, logLevel } from 'kafkajs';
 import { sqlInt, sqlString } from '../src/clickhouse/escape.js';
+import { validateConfig } from '../src/config/config.js';
 import { ZoneClock } from '../src/envelope/zone.js';
 import { parseFiles } from '../src/pipeline/parse-files.js';
 import { accountRoute, ipRoute, routeKey } from '../src/detect/route.js';
@@ -60,8 +61,22 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const round1 = (x: number) => Math.round(x * 10) / 10;
 const SHIP_HOST = 'mx1';
 
-/** As a deployment would run for volume: the config's defaults. */
-export const throughputSettings: DeploymentSettings = { partitions: 6, batchLines: 2000, compression: 'gzip', eventsCompression: 'none', flushMs: 1000, urgentFlushMs: 100, batchRows: 50_000, snapshotIntervalMs: 5000, shipPollMs: 250, shipHost: SHIP_HOST, splitStages: false };
+const defaults = validateConfig({});
+
+/** As a deployment would run for volume: the config's defaults (read from it, so the bench follows them). */
+export const throughputSettings: DeploymentSettings = {
+  partitions: defaults.kafka.partitions,
+  batchLines: defaults.kafka.batchLines,
+  compression: defaults.kafka.compression,
+  eventsCompression: defaults.kafka.eventsCompression,
+  flushMs: defaults.clickhouse.flushMs,
+  urgentFlushMs: defaults.clickhouse.urgentFlushMs,
+  batchRows: defaults.clickhouse.batchRows,
+  snapshotIntervalMs: defaults.redis.snapshotIntervalMs,
+  shipPollMs: 250, // `floodgate ship --poll-ms` default
+  shipHost: SHIP_HOST,
+  splitStages: false,
+};
 
 /**
  * As a deployment that wants findings stored fast would run: the shipper
@@ -73,7 +88,7 @@ export const throughputSettings: DeploymentSettings = { partitions: 6, batchLine
  * for more. Checkpoints stay at the default 5 s: each one holds the detect
  * stage while it flushes and saves, so more often costs latency.
  */
-export const latencySettings: DeploymentSettings = { partitions: 6, batchLines: 2000, compression: 'gzip', eventsCompression: 'none', flushMs: 500, urgentFlushMs: 50, batchRows: 50_000, snapshotIntervalMs: 5000, shipPollMs: 20, shipHost: SHIP_HOST, splitStages: false };
+export const latencySettings: DeploymentSettings = { partitions: 6, batchLines: 2000, compression: 'gzip', eventsCompression: 'none', flushMs: 500, urgentFlushMs: 50, batchRows: defaults.clickhouse.batchRows, snapshotIntervalMs: 5000, shipPollMs: 20, shipHost: SHIP_HOST, splitStages: false };
 
 /**
  * `--kafka-settings JSON` as deployment settings: an object whose keys are

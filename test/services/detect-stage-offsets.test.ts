@@ -32,7 +32,7 @@ import { ZoneClock } from '../../src/envelope/zone.js';
 import { FloodgateError } from '../../src/core/errors.js';
 import { waitFor } from './helpers/cluster.js';
 import { CLICKHOUSE_URL } from './helpers/services.js';
-import { dropDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
+import { removeTestDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
 
 const id = `fgtopn${randomBytes(4).toString('hex')}`;
 
@@ -58,8 +58,7 @@ const worker = new DetectWorker({ cfg, zone: new ZoneClock('UTC'), log, workerId
 
 afterAll(async () => {
   await worker.stop().catch(() => undefined);
-  await dropDeployment(worker.kafka, cfg.kafka.topics);
-  await fetch(`${CLICKHOUSE_URL}/`, { method: 'POST', body: `DROP DATABASE IF EXISTS ${id}` }).catch(() => undefined);
+  await removeTestDeployment(id);
 });
 
 /** Events of generated lines, as the parse stage would send them, in records of about 64 KiB, and the ids of the rows they store. */

@@ -18,7 +18,7 @@ import { ZoneClock } from '../../src/envelope/zone.js';
 import { connectRedis } from '../../src/redis/connection.js';
 import { PartitionSnapshots } from '../../src/redis/snapshots.js';
 import { KAFKA_BROKERS } from './helpers/services.js';
-import { dropDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
+import { removeTestDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
 
 const id = `fgtbig${randomBytes(4).toString('hex')}`;
 const LINES = 20_000;
@@ -32,7 +32,8 @@ let stage: ParseStage | undefined;
 
 afterAll(async () => {
   await stage?.stop();
-  await dropDeployment(kafka, cfg.kafka.topics, { client: redis, keyPrefix: cfg.redis.keyPrefix });
+  await removeTestDeployment(id);
+  redis.disconnect();
 });
 
 describe('parse stage with a batch bigger than the broker takes in one request', () => {

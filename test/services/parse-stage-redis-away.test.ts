@@ -14,7 +14,7 @@ import { ZoneClock } from '../../src/envelope/zone.js';
 import { connectRedis } from '../../src/redis/connection.js';
 import { PartitionSnapshots } from '../../src/redis/snapshots.js';
 import { waitFor } from './helpers/cluster.js';
-import { dropDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
+import { removeTestDeployment, shipperChunks, stageConfig } from './helpers/stage-fixtures.js';
 
 const id = `fgtpra${randomBytes(4).toString('hex')}`;
 const cfg = stageConfig(id, { kafka: { partitions: 2 } });
@@ -25,7 +25,8 @@ let stage: ParseStage | undefined;
 
 afterAll(async () => {
   await stage?.stop();
-  await dropDeployment(kafka, cfg.kafka.topics, { client: redis, keyPrefix: cfg.redis.keyPrefix });
+  await removeTestDeployment(id);
+  redis.disconnect();
 });
 
 /** waitFor on a synchronous condition, telling the stage's metrics when it times out. */

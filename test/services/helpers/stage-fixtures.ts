@@ -1,15 +1,13 @@
 /**
  * What the in-process stage tests feed a stage and how they clean up after
- * it: generated log lines as the shipper sends them, and the private topics
- * and Redis keys of a test deployment.
+ * it: generated log lines as the shipper sends them, and removing a test
+ * deployment.
  */
-import type { Kafka } from 'kafkajs';
-import type { Redis } from 'ioredis';
 import { generateLines } from '../../../bench/generate.js';
+import { removeDeployment } from '../../../bench/remove-deployment.js';
 import { validateConfig, type FloodgateConfig } from '../../../src/config/config.js';
-import type { KafkaConfig } from '../../../src/config/distributed.js';
 import { encodeChunk } from '../../../src/distributed/wire.js';
-import { KAFKA_BROKERS, REDIS_URL } from './services.js';
+import { CLICKHOUSE_URL, KAFKA_BROKERS, REDIS_URL } from './services.js';
 
 /**
  * The config of a private test deployment named `id` (its topics, group,
@@ -43,14 +41,7 @@ export function shipperChunks(o: { host: string; seed: number; lines: number; pe
   return { values, lines: all.length };
 }
 
-/** Delete the deployment's topics and, given a Redis client, its keys (then close that client). */
-export async function dropDeployment(kafka: Kafka, topics: KafkaConfig['topics'], redis?: { client: Redis; keyPrefix: string }): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.deleteTopics({ topics: [topics.lines, topics.events, topics.deadLetter] }).catch(() => undefined);
-  await admin.disconnect();
-  if (redis === undefined) return;
-  const keys = await redis.client.keys(`${redis.keyPrefix}*`);
-  if (keys.length > 0) await redis.client.del(...keys);
-  redis.client.disconnect();
+/** Remove the test deployment `id` (its topics, Redis keys and ClickHouse database) from the test services. */
+export function removeTestDeployment(id: string): Promise<void> {
+  return removeDeployment({ kafka: KAFKA_BROKERS, clickhouse: CLICKHOUSE_URL, redis: REDIS_URL }, id, 'fg-test-cleanup');
 }
