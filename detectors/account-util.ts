@@ -1,17 +1,31 @@
 /**
  * Small helpers shared by the account-oriented detectors (sender-mismatch,
- * auth-attack, login-anomaly, plaintext-auth). Pure functions: no state here;
- * state lives in the ScopedStore each detector is handed.
+ * auth-attack, login-anomaly, plaintext-auth). Pure functions (normAccount
+ * memoises its last call): detector state lives in the ScopedStore each
+ * detector is handed.
  */
 import type { Source } from '../src/core/record.js';
 import { severityRank, type Evidence, type Severity } from '../src/detect/finding.js';
 import type { Recent } from '../src/detect/windows.js';
 
+/**
+ * The last account normalised, and its result: the detectors reading an
+ * event each normalise its account, one after the other. A memo of a pure
+ * function (it changes no result), so it is the one thing here kept between
+ * calls.
+ */
+let memoRaw: string | undefined;
+let memoNorm: string | undefined;
+
 /** Account names compared case-insensitively; `user` and `user@domain` are kept as given. */
 export function normAccount(a: string | undefined): string | undefined {
   if (a === undefined) return undefined;
-  const s = a.trim().toLowerCase();
-  return s.length === 0 ? undefined : s;
+  if (a === memoRaw) return memoNorm;
+  const t = a.trim().toLowerCase();
+  const s = t.length === 0 ? undefined : t;
+  memoRaw = a;
+  memoNorm = s;
+  return s;
 }
 
 export function evidence(src: Source, ts: number, note?: string): Evidence {
