@@ -104,6 +104,28 @@ describe('Recent', () => {
     expect(r.get('k', t0 + 1000)).toBe(42);
     expect(r.get('k', t0 + 1001)).toBeUndefined();
   });
+
+  it('answers for the right key after a key is dropped and its slot reused, while another structure still holds that key', () => {
+    const sc = new WindowStore().scope('det');
+    const other = sc.recent<string>('other', { ttlMs: H, maxKeys: 10 });
+    const r = sc.recent<string>('r', { ttlMs: H, maxKeys: 10 });
+    other.set('a', t0, 'kept'); // 'a' stays in the store's string table
+    r.set('a', t0, 'A');
+    expect(r.get('a', t0)).toBe('A');
+    r.delete('a');
+    expect(r.get('a', t0)).toBeUndefined();
+    r.set('b', t0, 'B'); // takes the freed slot
+    expect(r.get('a', t0)).toBeUndefined();
+    expect(r.get('b', t0)).toBe('B');
+    r.set('a', t0, 'A2');
+    expect(r.get('b', t0)).toBe('B');
+    expect(r.get('a', t0)).toBe('A2');
+    expect(other.get('a', t0)).toBe('kept');
+    const c = sc.counter('c', { windowMs: H, maxKeys: 10 });
+    c.add('a', t0, 5);
+    c.reset('a');
+    expect(c.get('a', t0)).toBe(0);
+  });
 });
 
 describe('WindowStore', () => {

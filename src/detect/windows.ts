@@ -357,6 +357,14 @@ class Slots {
   evicted = 0;
   /** Latest time written (the structure's "now" for expiry). */
   now = -Infinity;
+  /**
+   * The key id and slot of the last find or create: a structure is often
+   * asked about the same key twice in a row (get then set, latest then
+   * add), and the second time needs no probe of the index. Reset when
+   * that slot is removed.
+   */
+  private lastKid = -1;
+  private lastSlot = -1;
   /** writes since the last sweep */
   writes = 0;
 
@@ -374,7 +382,14 @@ class Slots {
   /** Slot of key, or -1. */
   find(key: string): number {
     const id = this.table.find(key);
-    return id < 0 ? -1 : this.findId(id);
+    if (id < 0) return -1;
+    if (id === this.lastKid) return this.lastSlot;
+    const slot = this.findId(id);
+    if (slot >= 0) {
+      this.lastKid = id;
+      this.lastSlot = slot;
+    }
+    return slot;
   }
 
   private home(id: number): number {
@@ -438,9 +453,12 @@ class Slots {
       if (this.used === this.cap) this.growSlots();
       slot = this.used++;
     }
-    this.kid[slot] = this.table.acquire(key);
+    const id = this.table.acquire(key);
+    this.kid[slot] = id;
     if ((this.size + 1) * 2 > this.index.length) this.rehash(this.index.length * 2);
     this.place(slot);
+    this.lastKid = id;
+    this.lastSlot = slot;
     this.size++;
     this.prev[slot] = this.tail;
     this.next[slot] = -1;
@@ -472,6 +490,7 @@ class Slots {
 
   /** Forget a key (no eviction counted). */
   remove(slot: number): void {
+    if (slot === this.lastSlot) this.lastKid = -1;
     this.unlink(slot);
     this.unindex(slot);
     this.cols.drop(slot);
