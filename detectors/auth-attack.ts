@@ -106,8 +106,23 @@ const SAMPLE_ACCOUNTS = 8;
  */
 const origins = new Map<string, Map<string, string>>();
 
+/** The last origin returned and what it was for: failures come in runs from one program and file. */
+let memoProgram = '';
+let memoSvc = '';
+let memoFile = '';
+let memoOrigin = '';
+
 function origin(e: Event): string {
   const svc = e.kind === 'auth' ? (e.service ?? '') : '';
+  if (e.program === memoProgram && svc === memoSvc && e.src.file === memoFile) return memoOrigin;
+  memoProgram = e.program;
+  memoSvc = svc;
+  memoFile = e.src.file;
+  memoOrigin = originOf(e, svc);
+  return memoOrigin;
+}
+
+function originOf(e: Event, svc: string): string {
   let byFile = origins.get(e.src.file);
   if (byFile === undefined) {
     if (origins.size >= 1024) origins.clear();
@@ -329,7 +344,10 @@ export const authAttackDetector = defineDetector({
       let guessed = false;
       let pair = 0;
       if (ip !== undefined) {
-        const i = st.ips.findIndex((x) => x[0] === ip);
+        // a loop, not findIndex with a closure: this runs for every login of an account under attack
+        let i = 0;
+        while (i < st.ips.length && st.ips[i]![0] !== ip) i++;
+        if (i === st.ips.length) i = -1;
         pair = i >= 0 ? st.ips[i]![1] : 0;
         const distinctIps = st.ips.length + (st.overflow > 0 ? 1 : 0);
         // the IP itself ran through the guesses, or it took part in a distributed run
