@@ -11,6 +11,8 @@ const tls = (host: string, ts: number): Event => ({
   service: 'smtpd',
   direction: 'in',
   ip: '192.0.2.1',
+  tlsProtocol: 'TLSv1.3',
+  cipher: 'TLS_AES_256_GCM_SHA384',
 });
 
 describe('SiteKnowledge: hosts that log TLS handshakes', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Baseline, DistinctCounter, Recent, Samples, SlidingCounter, StringTable, WindowStore } from '../src/detect/windows.js';
+import { Baseline, DistinctCounter, hash32, Recent, Samples, SlidingCounter, StringTable, WindowStore } from '../src/detect/windows.js';
 
 const H = 3600_000;
 const t0 = Date.UTC(2026, 10, 27);
@@ -317,6 +317,31 @@ describe('StringTable', () => {
     expect(t.str(b)).toBe('192.0.2.1');
     expect(t.acquire('alice@example.com')).not.toBe(b);
     expect(t.size).toBe(2);
+  });
+
+  it('keeps probe runs short for strings crafted to collide under a known seed (hash flooding)', () => {
+    // User names an attacker could precompute against seed 0: all share one
+    // home cell in a table of 4096 cells (and so in every smaller one).
+    const N = 1500;
+    const crafted: string[] = [];
+    const home = (s: string) => Math.imul(hash32(s, 0), 0x9e3779b1) >>> 20;
+    const target = home('admin');
+    for (let i = 0; crafted.length < N; i++) {
+      const s = `admin${i}`;
+      if (home(s) === target) crafted.push(s);
+    }
+    const known = new StringTable(0);
+    const secret = new StringTable(0x5eed1234);
+    for (const s of crafted) {
+      known.acquire(s);
+      secret.acquire(s);
+    }
+    expect(known.size).toBe(N);
+    expect(secret.size).toBe(N);
+    // one run of all of them when the seed is known; short runs when it is not
+    expect(known.longestRun()).toBeGreaterThanOrEqual(N);
+    expect(secret.longestRun()).toBeLessThan(64);
+    for (const s of crafted) expect(secret.find(s)).toBe(known.find(s));
   });
 
   it('finds an equal string that is a different object (a field of the next event)', () => {

@@ -26,6 +26,7 @@
  * window has passed is dropped (its slot reused) before live keys are evicted.
  */
 
+import { randomInt } from 'node:crypto';
 import { TextArena } from './text-arena.js';
 
 export interface Bounds {
@@ -59,10 +60,12 @@ export function own(s: string): string {
  * DistinctCounters that keep no values: two different values collide with
  * probability 2^-32, so a set of n values mistakes a new value for a known
  * one with probability ≈ n / 2^32 (one in 200 million for n = 20). A
- * collision can only under-count (never invent a value).
+ * collision can only under-count (never invent a value). Those hashes are
+ * in snapshots: seed 0 there, always. `seed` varies the starting state
+ * (StringTable's index, which no snapshot holds).
  */
-export function hash32(s: string): number {
-  let h = 0x811c9dc5;
+export function hash32(s: string, seed = 0): number {
+  let h = 0x811c9dc5 ^ seed;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
@@ -115,6 +118,20 @@ export function grownU8(a: Uint8Array, n: number): Uint8Array<ArrayBuffer> {
  */
 export class StringTable {
   /**
+   * This table's hash seed, random unless given. Keys and values come from
+   * the logs, and some of them are chosen by attackers (the user names a
+   * password-guessing run tries, the domains a spammer sends to): with a
+   * known hash they could pick thousands of strings that share one probe
+   * run, and each lookup would then scan all of them. Nothing outside the
+   * process depends on the seed: snapshots hold strings, not cells.
+   */
+  private readonly seed: number;
+
+  constructor(seed: number = randomInt(0x7fffffff)) {
+    this.seed = seed | 0;
+  }
+
+  /**
    * id + 1 per cell (0 = empty), open addressing by hash32 with linear
    * probing, at most half full. Not a Map<string, number>: with a million
    * IPs passing through in a day and a few hundred thousand held, a Map's
@@ -159,6 +176,19 @@ export class StringTable {
     return this.count;
   }
 
+  /** The longest run of occupied index cells: how far a lookup may have to probe (a diagnostic). */
+  longestRun(): number {
+    const index = this.index;
+    let best = 0;
+    let run = 0;
+    // twice round, so a run that wraps past the end is counted whole
+    for (let i = 0; i < 2 * index.length; i++) {
+      run = index[i & (index.length - 1)] !== 0 ? run + 1 : 0;
+      if (run > best) best = run;
+    }
+    return Math.min(best, this.count);
+  }
+
   private home(h: number): number {
     return Math.imul(h, 0x9e3779b1) >>> this.shift;
   }
@@ -167,7 +197,7 @@ export class StringTable {
   find(s: string): number {
     const m = s.length & (MEMO - 1);
     if (s === this.memoS[m]) return this.memoId[m]!;
-    const id = this.lookup(s, hash32(s));
+    const id = this.lookup(s, hash32(s, this.seed));
     if (id < 0) return -1;
     this.memoS[m] = s;
     this.memoId[m] = id;
@@ -197,7 +227,7 @@ export class StringTable {
       this.refs[id]!++;
       return id;
     }
-    const h = hash32(s);
+    const h = hash32(s, this.seed);
     const found = this.lookup(s, h);
     if (found >= 0) {
       this.refs[found]!++;
