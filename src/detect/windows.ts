@@ -166,8 +166,8 @@ export class StringTable {
    * probing and comparing bytes. Indexed by length, which costs nothing to
    * read, so strings of different lengths (an IP and an address) do not
    * push each other out. Entries of a released id are cleared.
-   * With two most-recent entries instead, 46% of lookups hit; with this, 70%
-   * on the bench log (hash32 calls 1.38M → 1.08M for 2M lines).
+   * On the bench log (2M lines, 2.96M lookups) the last two strings
+   * answered 60% of lookups, this answers 70% (strings hashed: 1.18M → 0.88M).
    */
   private readonly memoS: (string | undefined)[] = new Array<string | undefined>(MEMO).fill(undefined);
   private readonly memoId = new Int32Array(MEMO).fill(-1);
