@@ -88,7 +88,7 @@ export const throughputSettings: DeploymentSettings = {
  * for more. Checkpoints stay at the default 5 s: each one holds the detect
  * stage while it flushes and saves, so more often costs latency.
  */
-export const latencySettings: DeploymentSettings = { partitions: 6, batchLines: 2000, compression: 'gzip', eventsCompression: 'none', flushMs: 500, urgentFlushMs: 50, batchRows: defaults.clickhouse.batchRows, snapshotIntervalMs: 5000, shipPollMs: 20, shipHost: SHIP_HOST, splitStages: false };
+export const latencySettings: DeploymentSettings = { ...throughputSettings, flushMs: 500, urgentFlushMs: 50, shipPollMs: 20 };
 
 /**
  * `--kafka-settings JSON` as deployment settings: an object whose keys are
