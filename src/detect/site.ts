@@ -221,8 +221,9 @@ export class SiteKnowledge {
 
   private sawTlsHandshake(host: string, ts: number): void {
     const m = this.tlsHosts;
-    // Already the most recently seen (one MTA logs most handshakes): only its time changes.
-    if (host === this.lastTlsHost && m.has(host)) {
+    // Already the most recently seen (one MTA logs most handshakes): only its time changes. Forgotten
+    // since (logsTlsHandshakes drops an expired host), set() appends it, the newest, to a map one short of full.
+    if (host === this.lastTlsHost) {
       m.set(host, ts);
       return;
     }
