@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Baseline, DistinctCounter, hash32, Recent, Samples, SlidingCounter, StringTable, WindowStore } from '../src/detect/windows.js';
+import { Baseline, DistinctCounter, hash32, Recent, Samples, scrambleCode, SlidingCounter, StringTable, unscrambleCode, WindowStore } from '../src/detect/windows.js';
 
 const H = 3600_000;
 const t0 = Date.UTC(2026, 10, 27);
@@ -77,6 +77,128 @@ describe('DistinctCounter', () => {
     expect(d.add('acct', 'w.com', t0 + 4)).toMatchObject({ count: 3, capped: true });
     expect(d.count('acct', t0 + 60_002)).toBe(2); // x.com (last seen t0+1) slid out
     expect(d.values('acct', t0 + 60_003)).toEqual(['z.com']);
+  });
+});
+
+/** V8's hash of an integer Map key (ComputeUnseededHash, src/utils/utils.h), in uint32 arithmetic. */
+function v8IntHash(key: number): number {
+  let h = key >>> 0;
+  h = (~h + (h << 15)) >>> 0;
+  h = (h ^ (h >>> 12)) >>> 0;
+  h = (h + (h << 2)) >>> 0;
+  h = (h ^ (h >>> 4)) >>> 0;
+  h = Math.imul(h, 2057) >>> 0;
+  h = (h ^ (h >>> 16)) >>> 0;
+  return h & 0x3fffffff;
+}
+
+/** The most keys sharing the low 11 bits of their V8 hash (one bucket of a Map of 2048+ buckets). */
+function largestBucket(keys: number[]): number {
+  const n = new Map<number, number>();
+  for (const k of keys) {
+    const b = v8IntHash(k) & 0x7ff;
+    n.set(b, (n.get(b) ?? 0) + 1);
+  }
+  return Math.max(...n.values());
+}
+
+describe('DistinctCounter big-set keys (hash flooding)', () => {
+  it('unscrambleCode undoes scrambleCode for any int32 and secret, and the scramble is no identity', () => {
+    // the inverse multipliers unscrambleCode relies on
+    expect(Math.imul(0x85ebca6b, 0xa5cb9243)).toBe(1);
+    expect(Math.imul(0xc2b2ae35, 0x7ed1b41d)).toBe(1);
+    let r = 0x2545f491; // xorshift32: reproducible "random" int32
+    const next = () => {
+      r ^= r << 13;
+      r ^= r >>> 17;
+      r ^= r << 5;
+      return r | 0;
+    };
+    const edges = [0, 1, -1, 2, -2, 0x7fffffff, -0x80000000, 0x55555555, -0x55555556];
+    const secrets = [...edges, ...Array.from({ length: 8 }, next)];
+    const xs = [...edges, ...Array.from({ length: 20_000 }, next)];
+    for (const secret of secrets) {
+      const wrong: number[] = []; // (x, secret) pairs that do not round-trip as int32
+      let moved = 0;
+      for (const x of xs) {
+        const k = scrambleCode(x, secret);
+        const u = unscrambleCode(x, secret);
+        if ((k | 0) !== k || unscrambleCode(k, secret) !== x || (u | 0) !== u || scrambleCode(u, secret) !== x) wrong.push(x, secret);
+        if (k !== x) moved++;
+      }
+      expect(wrong).toEqual([]);
+      expect(moved).toBeGreaterThan(xs.length - 10);
+    }
+    // a different secret gives different keys
+    expect(xs.filter((x) => scrambleCode(x, 1) === scrambleCode(x, 2)).length).toBeLessThan(10);
+  });
+
+  it('a big set snapshotted and restored into a counter with another secret answers and snapshots the same', () => {
+    for (const keepValues of [true, false]) {
+      const make = () => new DistinctCounter({ windowMs: 60_000, maxKeys: 10, maxPerKey: 100, keepValues });
+      const a = make();
+      const vals = Array.from({ length: 40 }, (_, i) => `rcpt${i}@example.net`);
+      for (let i = 0; i < vals.length; i++) a.add('k', vals[i]!, t0 + i * 1000);
+      a.add('k', vals[5]!, t0 + 40_000); // seen again: now the newest
+      for (let i = 0; i < 5; i++) a.add('small', vals[i]!, t0 + i);
+      const json = JSON.stringify(a.snapshot());
+      // the snapshot holds values (kept) or their seed-0 hash32, never the scrambled keys
+      const row = (JSON.parse(json) as { m: unknown[][] }).m.find((x) => x[0] === 'k')!;
+      const order = [...vals.slice(0, 5), ...vals.slice(6), vals[5]!];
+      expect(row.filter((_, i) => i >= 3 && i % 2 === 1)).toEqual(keepValues ? order : order.map((v) => hash32(v)));
+
+      const b = make();
+      b.restore(JSON.parse(json));
+      // both in the big form, under different secrets
+      const ka = a.bigMapKeysForTest('k');
+      const kb = b.bigMapKeysForTest('k');
+      expect(ka).toHaveLength(40);
+      expect(kb).toHaveLength(40);
+      expect(kb).not.toEqual(ka);
+      expect(JSON.stringify(b.snapshot())).toBe(json);
+      const at = t0 + 40_000;
+      for (const d of [a, b]) {
+        expect(d.count('k', at)).toBe(40);
+        expect(d.count('small', at)).toBe(5);
+        for (const v of vals) expect(d.has('k', v, at)).toBe(true);
+        expect(d.has('k', 'rcpt40@example.net', at)).toBe(false);
+        if (keepValues) expect(d.values('k', at)).toEqual(order);
+      }
+      // they go on alike: a repeat, a new value, then most slide out (back to chunks)
+      for (const [v, ts] of [[vals[7]!, at + 1], ['new@example.net', at + 2]] as const) {
+        expect(b.add('k', v, ts)).toEqual(a.add('k', v, ts));
+      }
+      expect(JSON.stringify(b.snapshot())).toBe(JSON.stringify(a.snapshot()));
+      expect(b.count('k', t0 + 95_000)).toBe(a.count('k', t0 + 95_000));
+      expect(a.bigMapKeysForTest('k')).toEqual([]);
+      expect(JSON.stringify(b.snapshot())).toBe(JSON.stringify(a.snapshot()));
+    }
+  });
+
+  it('spreads over V8 Map buckets the codes of values crafted to share one bucket', () => {
+    // reference values of V8's C++ ComputeUnseededHash, so the model above is V8's
+    const ref: [number, number][] = [[0, 178506403], [1, 316017654], [-1, 1029045272], [0x7fffffff, 942127466], [-0x80000000, 626124113], [123456789, 679814312], [-987654321, 151735623]];
+    for (const [x, h] of ref) expect(v8IntHash(x)).toBe(h);
+    // What an attacker can do offline (hash32 seed 0 is public): recipients
+    // whose codes all land in one bucket of a Map of 2048 buckets.
+    const N = 2000;
+    const crafted: string[] = [];
+    const bucket = (v: string) => v8IntHash(hash32(v)) & 0x7ff;
+    const target = bucket('0@victim.example');
+    for (let i = 0; crafted.length < N; i++) {
+      const v = `${i}@victim.example`;
+      if (bucket(v) === target) crafted.push(v);
+    }
+    expect(largestBucket(crafted.map((v) => hash32(v)))).toBe(N); // keyed by code, one chain of N
+    const counters = [0, 1].map(() => new DistinctCounter({ windowMs: 60_000, maxKeys: 10, maxPerKey: 3000, keepValues: false }));
+    for (const d of counters) {
+      for (const v of crafted) d.add('spammer', v, t0);
+      expect(d.count('spammer', t0)).toBe(N);
+      const keys = d.bigMapKeysForTest('spammer');
+      expect(keys).toHaveLength(N);
+      expect(largestBucket(keys)).toBeLessThan(64);
+    }
+    expect(counters[1]!.bigMapKeysForTest('spammer')).not.toEqual(counters[0]!.bigMapKeysForTest('spammer'));
   });
 });
 

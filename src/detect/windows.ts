@@ -62,17 +62,49 @@ export function own(s: string): string {
  * one with probability ≈ n / 2^32 (one in 200 million for n = 20). A
  * collision can only under-count (never invent a value). Those hashes are
  * in snapshots: seed 0 there, always. `seed` varies the starting state
- * (StringTable's index, which no snapshot holds).
+ * (StringTable's index, which no snapshot holds). Seed-0 hashes being
+ * predictable, DistinctCounter does not key a Map by them: see scrambleCode.
  */
 export function hash32(s: string, seed = 0): number {
   let h = 0x811c9dc5 ^ seed;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return fmix32(h);
+}
+
+/** murmur3's 32-bit finaliser: every input bit reaches every output bit; a bijection of int32 (unscrambleCode undoes it). */
+function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h | 0;
+}
+
+/**
+ * The key under which a DistinctCounter's big set holds a value code: a
+ * bijection of int32 chosen by `secret` (murmur3's finaliser of code ^
+ * secret; xorshifts and odd multipliers, each invertible). V8 hashes integer
+ * Map keys with a fixed, unseeded function, and codes are predictable (seed-0
+ * hash32 of values an attacker picks, such as the recipients a spammer
+ * sends to): offline one could pick thousands of values whose codes share
+ * one bucket of a Map, and each insert or lookup in that key's set would
+ * then walk all of them. Under a secret the attacker does not know, the
+ * keys are spread like any others. Only the Map sees the scrambled form:
+ * snapshots, references and callers see codes (unscrambleCode).
+ */
+export function scrambleCode(code: number, secret: number): number {
+  return fmix32(code ^ secret);
+}
+
+/** The code scrambleCode(code, secret) came from: its steps undone in reverse (0x7ed1b41d, 0xa5cb9243: the multipliers' inverses mod 2^32). */
+export function unscrambleCode(key: number, secret: number): number {
+  let h = key ^ (key >>> 16);
+  h = Math.imul(h, 0x7ed1b41d);
+  h ^= (h >>> 13) ^ (h >>> 26); // undoes h ^= h >>> 13 on 32 bits
+  h = Math.imul(h, 0xa5cb9243);
+  h ^= h >>> 16;
+  return (h ^ secret) | 0;
 }
 
 /** Length classes of StringTable's lookup memo (a power of two). */
@@ -869,7 +901,9 @@ class Chunks {
  * Per key, the distinct values seen within the window, oldest last-seen
  * first. A value is its StringTable id (or its hash32 with keepValues:
  * false). Up to SMALL values are a run of chunks; beyond, a Map
- * (code → last seen; insertion order = last-seen order).
+ * (scrambled code → last seen; insertion order = last-seen order). The Map
+ * is keyed by scrambleCode under this counter's secret, not by the code, so
+ * that values chosen to collide in V8's integer hash do not (see there).
  */
 export class DistinctCounter extends Keyed {
   private readonly keep: boolean;
@@ -882,7 +916,14 @@ export class DistinctCounter extends Keyed {
   /** newest last-seen (for expiry) */
   private last = new Float64Array(0);
   private capped = new Uint8Array(0);
+  /** per big-form slot: scrambleCode(code, secret) → last seen */
   private readonly big = new Map<number, Map<number, number>>();
+  /**
+   * This counter's scrambling secret, random like StringTable's seed and for
+   * the same reason; nothing outside the process depends on it (snapshots
+   * hold codes).
+   */
+  private readonly secret = randomInt(0x100000000) | 0;
   // scratch for rewriting a run (≤ SMALL entries)
   private readonly sc = new Int32Array(SMALL);
   private readonly st = new Float64Array(SMALL);
@@ -909,7 +950,7 @@ export class DistinctCounter extends Keyed {
 
   protected drop(s: number): void {
     if (this.first[s] === BIG) {
-      if (this.keep) for (const code of this.big.get(s)!.keys()) this.release(code);
+      if (this.keep) for (const k of this.big.get(s)!.keys()) this.release(unscrambleCode(k, this.secret));
       this.big.delete(s);
     } else {
       const ch = this.chunks;
@@ -974,19 +1015,21 @@ export class DistinctCounter extends Keyed {
         this.moveToEnd(s, i, ts);
       } else if (n < maxPerKey) {
         if (n < SMALL) this.append(s, this.hold(code, value), ts);
-        else this.toBig(s).set(this.hold(code, value), ts);
+        else this.toBig(s).set(scrambleCode(this.hold(code, value), this.secret), ts);
       } else {
         this.capped[s] = 1;
       }
       count = this.sizeOf(s);
     } else {
       const m = this.big.get(s)!;
-      had = !absent && m.has(code);
+      const k = scrambleCode(code, this.secret);
+      had = !absent && m.has(k);
       if (had) {
-        m.delete(code);
-        m.set(code, ts);
+        m.delete(k);
+        m.set(k, ts);
       } else if (m.size < maxPerKey) {
-        m.set(this.hold(code, value), ts);
+        const held = this.hold(code, value);
+        m.set(held === code ? k : scrambleCode(held, this.secret), ts); // a new code only for a string the table lacked
       } else {
         this.capped[s] = 1;
       }
@@ -1021,7 +1064,13 @@ export class DistinctCounter extends Keyed {
     this.prune(s, ts);
     const code = this.codeOf(value);
     if (code === -1 && this.keep) return false;
-    return this.first[s] === BIG ? this.big.get(s)!.has(code) : this.indexIn(s, code) >= 0;
+    return this.first[s] === BIG ? this.big.get(s)!.has(scrambleCode(code, this.secret)) : this.indexIn(s, code) >= 0;
+  }
+
+  /** The keys of key's big-set Map as held (scrambled codes; empty in the small form): for tests of the scrambling only. */
+  bigMapKeysForTest(key: string): number[] {
+    const s = this.slots.find(key);
+    return s >= 0 && this.first[s] === BIG ? [...this.big.get(s)!.keys()] : [];
   }
 
   private sizeOf(s: number): number {
@@ -1031,7 +1080,7 @@ export class DistinctCounter extends Keyed {
   /** Each (code, last seen) of slot s, oldest first. */
   private each(s: number, f: (code: number, seen: number) => void): void {
     if (this.first[s] === BIG) {
-      for (const [code, seen] of this.big.get(s)!) f(code, seen);
+      for (const [k, seen] of this.big.get(s)!) f(unscrambleCode(k, this.secret), seen);
       return;
     }
     const ch = this.chunks;
@@ -1149,7 +1198,7 @@ export class DistinctCounter extends Keyed {
 
   private toBig(s: number): Map<number, number> {
     const m = new Map<number, number>();
-    this.each(s, (code, seen) => m.set(code, seen));
+    this.each(s, (code, seen) => m.set(scrambleCode(code, this.secret), seen));
     this.scatter(s, 0, 0); // frees the chain
     this.big.set(s, m);
     this.first[s] = BIG;
@@ -1160,10 +1209,10 @@ export class DistinctCounter extends Keyed {
     const limit = ts - this.opts.windowMs;
     if (this.first[s] === BIG) {
       const m = this.big.get(s)!;
-      for (const [code, seen] of m) {
+      for (const [k, seen] of m) {
         if (seen >= limit) break; // insertion order = last-seen order
-        m.delete(code);
-        if (this.keep) this.release(code);
+        m.delete(k);
+        if (this.keep) this.release(unscrambleCode(k, this.secret));
       }
       if (m.size <= SMALL / 2) this.fromBig(s, m);
     } else {
@@ -1185,7 +1234,7 @@ export class DistinctCounter extends Keyed {
     this.big.delete(s);
     this.first[s] = -1;
     this.len[s] = 0;
-    for (const [code, seen] of m) this.append(s, code, seen);
+    for (const [k, seen] of m) this.append(s, unscrambleCode(k, this.secret), seen);
   }
 
   /** Row: capped (0/1), newest last-seen, then value and last seen per value, oldest first. */
@@ -1224,7 +1273,7 @@ export class DistinctCounter extends Keyed {
       for (let i = 0; i < entries.length; i++) this.append(s, codes[i]!, entries[i]![1]);
     } else {
       const m = new Map<number, number>();
-      for (let i = 0; i < entries.length; i++) m.set(codes[i]!, entries[i]![1]);
+      for (let i = 0; i < entries.length; i++) m.set(scrambleCode(codes[i]!, this.secret), entries[i]![1]);
       this.big.set(s, m);
       this.first[s] = BIG;
     }
