@@ -2,7 +2,7 @@
  * `npm run bench`: builds a deterministic synthetic Zimbra/Postfix log
  * (bench/generate.ts; cached in the temp folder) and measures each phase in
  * a fresh process (best of N runs). Prints one JSON document with the machine
- * it ran on. Options: --lines N (default 2,000,000), --runs N (default 3),
+ * it ran on, with two readings of its speed (bench/machine-probe.ts). Options: --lines N (default 2,000,000), --runs N (default 3),
  * --seed N, --phases a,b (default the four that need nothing but Node).
  *
  * Phase `kafka` (only when named in --phases: it needs Kafka, ClickHouse and
@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { writeLog } from './generate.js';
 import { kafkaPhase, parseKafkaSettings } from './kafka-phase.js';
+import { probeMachine } from './machine-probe.js';
 
 interface PhaseResult {
   phase: string;
@@ -78,6 +79,9 @@ async function main(): Promise<void> {
     generated = true;
   }
   const genSeconds = (performance.now() - g0) / 1000;
+  // Before the phases, with the machine as quiet as the bench leaves it.
+  process.stderr.write('bench: probing the machine\n');
+  const machine = probeMachine();
   const phaseJs = fileURLToPath(new URL('./phase.js', import.meta.url));
   const results: Record<string, PhaseResult> = {};
   for (const phase of phases) {
@@ -114,6 +118,7 @@ async function main(): Promise<void> {
         cpu: cpu?.model ?? 'unknown',
         cores: cpus().length,
         memGb: Math.round(totalmem() / 2 ** 30),
+        machine,
         input: { file, lines, bytes: statSync(file).size, seed, generatedNow: generated, generateSeconds: Number(genSeconds.toFixed(1)) },
         runsPerPhase: runs,
         note: 'best of runs; each phase in a fresh single-threaded process; peakRssMb is that process\'s max RSS; kafka: one run over several processes (see its notes)',
