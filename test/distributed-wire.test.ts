@@ -100,16 +100,49 @@ describe('items on the events topic (encodeItems / decodeItems)', () => {
 });
 
 describe('items the parse stage routes', () => {
-  it('carry their event serialised once, the same text for every route, which is what travels', () => {
+  const mailLog = (lines: string[]) => ({ host: 'mx1', file: '/var/log/mail.log', source: 's1', format: 'auto' as const, mtime: Date.UTC(2026, 10, 27), offsets: lines.map((_, i) => i * 200), lines });
+  const SASL = 'Nov 27 10:00:01 mx1 postfix/smtpd[123]: 4ABCD1234: client=unknown[203.0.113.9], sasl_method=LOGIN, sasl_username=ann@example.com';
+  const FROM = 'Nov 27 10:00:01 mx1 postfix/qmgr[9]: 4ABCD1234: from=<ann@example.com>, size=1200, nrcpt=1 (queue active)';
+  const SENT = 'Nov 27 10:00:02 mx1 postfix/smtp[10]: 4ABCD1234: to=<x@elsewhere.example>, relay=mx.elsewhere.example[198.51.100.7]:25, delay=1, delays=0.1/0/0.4/0.5, dsn=2.0.0, status=sent (250 ok)';
+  const REMOVED = 'Nov 27 10:00:02 mx1 postfix/qmgr[9]: 4ABCD1234: removed';
+
+  it('carry their event serialised once, the same text for every route, and no object of it until they are sent', () => {
     const part = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: 60_000, maxEntries: 1000 });
-    const line = 'Nov 27 10:00:01 mx1 postfix/smtpd[123]: 4ABCD1234: client=unknown[203.0.113.9], sasl_method=LOGIN, sasl_username=ann@example.com';
-    part.feed({ host: 'mx1', file: '/var/log/mail.log', source: 's1', format: 'auto', mtime: Date.UTC(2026, 10, 27), offsets: [0], lines: [line] });
+    part.feed(mailLog([SASL]));
     const items = part.takeOutput();
     expect(items.map((it) => it.route.kind)).toEqual(['account', 'ip']);
-    expect(items[0]!.json).toBe(JSON.stringify(items[0]!.event));
-    expect(items[1]!.json).toBe(items[0]!.json);
+    expect(items.map((it) => it.primary)).toEqual([true, false]);
+    expect(items.every((it) => it.event === undefined && it.message === undefined)).toBe(true);
     const decoded = encodeItems(items).flatMap((b) => decodeItems(b, () => undefined));
-    expect(decoded.map((it) => it.json)).toEqual([items[0]!.json, items[0]!.json]);
-    expect(decoded[1]!.event).toEqual(items[0]!.event);
+    expect(decoded.map((it) => it.route.kind)).toEqual(['account', 'ip']);
+    expect(decoded.map((it) => it.primary)).toEqual([true, false]);
+    expect(decoded[0]!.event?.kind).toBe('smtp.client');
+    expect(decoded[0]!.json).toBe(JSON.stringify(decoded[0]!.event));
+    expect(decoded[1]!.json).toBe(decoded[0]!.json);
+  });
+
+  it('when the partition stores: a row for every event and message, no stored copy among the items, unread events not routed', () => {
+    const reads = (e: Event) => e.kind === 'smtp.client';
+    const part = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: 60_000, maxEntries: 1000, stores: { reads } });
+    const plain = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: 60_000, maxEntries: 1000 });
+    for (const p of [part, plain]) {
+      p.feed(mailLog([SASL, FROM, SENT, REMOVED]));
+      p.flush();
+    }
+    const rows = part.takeRows();
+    const all = encodeItems(plain.takeOutput()).flatMap((b) => decodeItems(b, () => undefined));
+    const primaryEvents = all.filter((it) => it.primary && it.event);
+    // the same rows as the detect stage would have stored from the primary copies, with the same text
+    expect(rows.events.map((r) => r.json)).toEqual(primaryEvents.map((it) => it.json));
+    expect(rows.events.map((r) => r.kind)).toEqual(['smtp.client', 'queue.from', 'delivery', 'queue.removed']);
+    expect(rows.messages).toHaveLength(1);
+    expect(rows.messages[0]!.json).toBe(all.find((it) => it.primary && it.message)!.json);
+    const routed = encodeItems(part.takeOutput()).flatMap((b) => decodeItems(b, () => undefined));
+    expect(routed.every((it) => !it.primary)).toBe(true);
+    expect(routed.filter((it) => it.event).map((it) => it.event!.kind)).toEqual(['smtp.client', 'smtp.client']); // account and IP
+    expect(routed.filter((it) => it.message)).toHaveLength(all.filter((it) => it.message).length); // messages always go
+    expect(part.storedOnly).toBe(3);
+    expect(part.takeRows().events).toEqual([]); // taken once
+    expect(plain.takeRows().events).toEqual([]); // a partition that does not store makes none
   });
 });

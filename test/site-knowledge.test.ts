@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Event } from '../src/core/events.js';
 import { domainOf, SiteKnowledge } from '../src/detect/site.js';
+import { detectionReads } from '../src/detect/engine.js';
+import { detectors } from '../detectors/index.js';
 
 const tls = (host: string, ts: number): Event => ({
   kind: 'smtp.tls',
@@ -68,5 +70,43 @@ describe('domainOf', () => {
     expect(domainOf('user@')).toBe('');
     expect(domainOf('@only.example')).toBe('only.example');
     expect(domainOf('')).toBe('');
+  });
+});
+
+describe('detectionReads: what the parse stage sends on to the detect stage', () => {
+  const base = { ts: 1_000_000, host: 'mx1', src: { file: 'f', offset: 0 } };
+  const delivery = (agent: string, status: string): Event =>
+    ({ ...base, kind: 'delivery', program: `postfix/${agent}`, queueId: 'Q1', to: 'ann@local.example', agent, status }) as unknown as Event;
+  const queueFrom = { ...base, kind: 'queue.from', program: 'postfix/qmgr', queueId: 'Q1', from: 'bob@x.example' } as unknown as Event;
+  const authOk = { ...base, kind: 'auth', program: 'zimbra', account: 'ann@local.example', outcome: 'success', ip: '192.0.2.9', protocol: 'imap' } as unknown as Event;
+  const authFail = { ...authOk, outcome: 'failure' } as unknown as Event;
+
+  it('with no detectors: only what site knowledge learns from (local deliveries, logins, TLS handshakes in)', () => {
+    const reads = detectionReads([]);
+    expect(reads(delivery('lmtp', 'sent'))).toBe(true); // a local domain
+    expect(reads(delivery('smtp', 'sent'))).toBe(false); // relayed out: teaches nothing
+    expect(reads(delivery('lmtp', 'deferred'))).toBe(false);
+    expect(reads(authOk)).toBe(true);
+    expect(reads(authFail)).toBe(false);
+    expect(reads(tls('mx1', 1))).toBe(true);
+    expect(reads(queueFrom)).toBe(false);
+  });
+
+  it('adds the kinds the given detectors take', () => {
+    const reads = detectionReads(detectors.filter((d) => d.id === 'auth-attack'));
+    expect(reads(authFail)).toBe(true);
+    expect(reads(queueFrom)).toBe(false);
+    // every kind a registered detector takes is read with all of them enabled
+    const all = detectionReads(detectors);
+    for (const d of detectors) for (const kind of d.events) expect(all({ ...base, kind } as unknown as Event), `${d.id} ${kind}`).toBe(true);
+  });
+
+  it('learnEvent learns nothing from an event siteLearnsFrom refuses (it begins with that check)', () => {
+    const site = new SiteKnowledge();
+    site.learnEvent(delivery('smtp', 'sent'));
+    site.learnEvent(queueFrom);
+    expect(site.learntDomains()).toEqual([]);
+    site.learnEvent(delivery('lmtp', 'sent'));
+    expect(site.learntDomains()).toEqual(['local.example']);
   });
 });

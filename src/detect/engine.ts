@@ -16,7 +16,7 @@ import type { Message } from '../correlator/message.js';
 import type { DnsLookup } from './dns.js';
 import type { Finding } from './finding.js';
 import { ALL_ROUTES, DeliveryOwner, type Delivery, type Route } from './route.js';
-import type { SiteKnowledge } from './site.js';
+import { siteLearnsFrom, type SiteKnowledge } from './site.js';
 import { WindowStore } from './windows.js';
 
 export interface EngineOptions {
@@ -36,6 +36,19 @@ export interface HandOff {
   detector: string;
   route: Route;
   data: unknown;
+}
+
+/**
+ * Whether detection reads an event at all, with these detectors: one of them
+ * takes its kind, or site knowledge may learn from it (onEvent does nothing
+ * else with an event). The distributed parse stage stores every event but
+ * routes to the detect stage only those this accepts; the rest (queue and
+ * connection bookkeeping, most deliveries) would cross Kafka for nothing.
+ */
+export function detectionReads(detectors: readonly Detector[]): (e: Event) => boolean {
+  const kinds = new Set<EventKind>();
+  for (const d of detectors) for (const k of d.events) kinds.add(k);
+  return (e) => kinds.has(e.kind) || siteLearnsFrom(e);
 }
 
 export class DetectionEngine {

@@ -123,6 +123,26 @@ export function domainOf(addr: string): string {
 }
 
 const localAgents = new Set(['lmtp', 'local', 'virtual']);
+
+/**
+ * The events SiteKnowledge.learnEvent may learn from (whatever it knows
+ * already). The distributed parse stage routes an event no detector reads
+ * only when this holds, so learnEvent begins with it: the two cannot drift.
+ */
+export function siteLearnsFrom(e: Event): boolean {
+  switch (e.kind) {
+    case 'smtp.tls':
+      return e.direction === 'in' && e.ip !== undefined;
+    case 'smtp.client':
+      return e.account !== undefined;
+    case 'auth':
+      return e.outcome === 'success' && e.account !== undefined;
+    case 'delivery':
+      return e.status === 'sent' && localAgents.has(e.agent);
+    default:
+      return false;
+  }
+}
 const MAX_LEARNT = 10_000;
 const MAX_TLS_HOSTS = 10_000;
 
@@ -202,21 +222,15 @@ export class SiteKnowledge {
 
   /** Learn local domains, and which hosts log TLS handshakes, from what the server does. */
   learnEvent(e: Event): void {
+    if (!siteLearnsFrom(e)) return;
     if (e.kind === 'smtp.tls') {
-      if (e.direction === 'in' && e.ip !== undefined) this.sawTlsHandshake(e.host, e.ts);
+      this.sawTlsHandshake(e.host, e.ts);
       return;
     }
     if (this.configuredDomains.size > 0 || this.learnt.size >= MAX_LEARNT) return;
-    if (e.kind === 'smtp.client' && e.account !== undefined) {
-      const d = domainOf(e.account);
-      if (d) this.learnt.add(d);
-    } else if (e.kind === 'delivery' && e.status === 'sent' && localAgents.has(e.agent)) {
-      const d = domainOf(e.to);
-      if (d) this.learnt.add(d);
-    } else if (e.kind === 'auth' && e.outcome === 'success' && e.account !== undefined) {
-      const d = domainOf(e.account);
-      if (d) this.learnt.add(d);
-    }
+    // delivery: the locally delivered recipient's domain; smtp.client and auth: the account's
+    const d = e.kind === 'delivery' ? domainOf(e.to) : e.kind === 'smtp.client' || e.kind === 'auth' ? domainOf(e.account!) : undefined;
+    if (d) this.learnt.add(d);
   }
 
   private sawTlsHandshake(host: string, ts: number): void {

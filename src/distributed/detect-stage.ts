@@ -1,8 +1,9 @@
 /**
  * Stage B of `floodgate detect`: consumes the events topic (keyed by
- * entity), runs the detectors and the policy per partition, stores events,
- * messages, findings and decisions in ClickHouse and hands decisions to the
- * exactly-once action runner.
+ * entity), runs the detectors and the policy per partition, stores findings
+ * and decisions in ClickHouse (and the stored copy of an event or message,
+ * which only a parse stage without a sink leaves to it: see ParseStage) and
+ * hands decisions to the exactly-once action runner.
  *
  * At-least-once with idempotent sinks: rows carry deterministic ids (a
  * replayed row collapses in ClickHouse), decisions are deduplicated by the
@@ -37,6 +38,7 @@ import { PartitionHold, type PartitionHoldOptions } from './partition-hold.js';
 import { partitionFor } from './kafka.js';
 import { decodeItems, encodeItems, type RoutedItem } from './wire.js';
 import { Slices } from '../core/slices.js';
+import { sleep, within } from '../core/within.js';
 
 export interface DetectStageMetrics {
   records: number;
@@ -456,21 +458,6 @@ const SLICE_MS = 20;
 
 /** How long a checkpoint waits for queued actions, then for ClickHouse, before it gives up (and is retried). */
 const CHECKPOINT_WAIT_MS = 10_000;
-
-/** Rejects when `p` has not settled within ms (p's own outcome is then ignored). */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  p.catch(() => undefined);
-  try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} after ${ms} ms`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 /**
  * The offset after a fetched batch whose records up to `next` were all

@@ -17,7 +17,8 @@ import type { ZoneClock } from '../envelope/zone.js';
 import { LineParser } from '../pipeline/line-parser.js';
 import { emptyStats, type ParseStats } from '../pipeline/stats.js';
 import { routesOf } from '../detect/route.js';
-import type { LineChunk, RoutedItem } from './wire.js';
+import { eventRowWithJson, messageRowWithJson, type EventRow, type MessageRow } from '../clickhouse/rows.js';
+import { routedLine, type LineChunk, type RoutedItem } from './wire.js';
 
 /** Sources remembered for duplicate suppression; old rotated files fall out first. */
 const MAX_SOURCES = 4096;
@@ -26,6 +27,20 @@ export interface ParsePartitionOptions {
   zone: ZoneClock;
   idleTimeoutMs: number;
   maxEntries: number;
+  /**
+   * The partition stores what it parses: every event and message becomes a
+   * row (takeRows), the items it routes are none of them the stored copy
+   * (primary false), and an event `reads` refuses (no detector and no site
+   * knowledge reads it: see detectionReads) is stored but not routed.
+   * Without it every item is routed and its first route is the stored copy.
+   */
+  stores?: { reads: (e: Event) => boolean };
+}
+
+/** Rows of what a partition that stores parsed since the last takeRows(). */
+export interface ParsedRows {
+  events: EventRow[];
+  messages: MessageRow[];
 }
 
 export interface ParsePartitionSnapshot {
@@ -57,12 +72,17 @@ export class ParsePartition {
   private readonly correlator: Correlator;
   private readonly sources = new Map<string, SourceState>();
   private readonly zone: ZoneClock;
+  /** Events stored but not routed (see ParsePartitionOptions.stores). */
+  storedOnly = 0;
   private out: RoutedItem[] = [];
+  private rows: ParsedRows = { events: [], messages: [] };
+  private readonly reads: ((e: Event) => boolean) | undefined;
   private readonly events: Event[] = [];
   private readonly malformed: Malformed[] = [];
 
   constructor(o: ParsePartitionOptions) {
     this.zone = o.zone;
+    this.reads = o.stores?.reads;
     this.correlator = new Correlator((m) => this.route(undefined, m, undefined), { idleTimeoutMs: o.idleTimeoutMs, maxEntries: o.maxEntries });
   }
 
@@ -101,6 +121,13 @@ export class ParsePartition {
     return o;
   }
 
+  /** Rows since the last call (none unless the partition stores). */
+  takeRows(): ParsedRows {
+    const r = this.rows;
+    this.rows = { events: [], messages: [] };
+    return r;
+  }
+
   /** Samples of malformed lines since the last call (at most 20), for the dead-letter topic. */
   takeMalformed(): Malformed[] {
     return this.malformed.splice(0, this.malformed.length);
@@ -112,14 +139,27 @@ export class ParsePartition {
   }
 
   private route(e: Event | undefined, m: Message | undefined, n: number | undefined): void {
-    const routes = routesOf((e ?? m)!);
-    // Serialised here, once for all its routes; the detect stage stores this very text.
+    // Serialised here, once for its row and all its routes: the text stored is the text that travels.
     const json = JSON.stringify(e ?? m);
+    const reads = this.reads;
+    if (reads !== undefined) {
+      if (e !== undefined) this.rows.events.push(eventRowWithJson(e, n!, json));
+      else this.rows.messages.push(messageRowWithJson(m!, json));
+      if (e !== undefined && !reads(e)) {
+        this.storedOnly++;
+        return;
+      }
+    }
+    const routes = routesOf((e ?? m)!);
+    const body = e !== undefined ? 'e' : 'm';
+    // Stored here, the item has no stored copy among its deliveries; else its first route is that copy.
+    const stored = reads !== undefined;
     for (let i = 0; i < routes.length; i++) {
-      const it: RoutedItem = { route: routes[i]!, primary: i === 0, json };
+      const route = routes[i]!;
+      const primary = !stored && i === 0;
+      // The wire line now, not the event: an item holds no object of the event until its transaction commits.
+      const it: RoutedItem = { route, primary, line: routedLine(body, route, primary, n, json) };
       if (n !== undefined) it.n = n;
-      if (e) it.event = e;
-      else it.message = m;
       this.out.push(it);
     }
   }

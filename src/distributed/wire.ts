@@ -18,7 +18,7 @@
  *
  *     e a 1 0 \t "user@example.com" \t {"kind":"auth",...}
  *     | | | `- index in its line (events; empty otherwise)
- *     | | `--- 1: the primary copy (the one stored), 0: not
+ *     | | `--- 1: the copy the detect stage stores, 0: not (none of an item's copies is when the parse stage stored it)
  *     | `----- route: a(ccount), i(p), h(ost)
  *     `------- body: e(vent), m(essage), h(and-off {"d":detector,"x":data})
  *
@@ -100,7 +100,7 @@ export type RouteKind = 'account' | 'ip' | 'host';
 /** One delivery on the events topic. */
 export interface RoutedItem {
   route: { kind: RouteKind; key: string };
-  /** The first route of an item: the copy that is stored (ClickHouse rows are written once per item). */
+  /** The copy the detect stage stores (ClickHouse rows are written once per item): the first route, unless the parse stage stored the item itself (then no copy is). */
   primary: boolean;
   /** For an event: its index among its line's events (part of its stored identity). */
   n?: number;
@@ -110,6 +110,8 @@ export interface RoutedItem {
   handOff?: { detector: string; data: unknown };
   /** The event's or message's JSON (what JSON.stringify of it gives): set by the parse stage when it routes the item, so an item travelling twice is serialised once, and by decoding, so the detect stage stores the text as it travelled. */
   json?: string;
+  /** The item as its wire line (routedLine), set by the parse stage instead of `event`/`message` so it holds no object of the event until its transaction commits. */
+  line?: string;
 }
 
 interface WireItem {
@@ -136,7 +138,8 @@ export function encodeItems(items: readonly RoutedItem[], maxBytes = 256 * 1024)
   let parts: string[] = [];
   let size = 0;
   for (let i = 0; i < items.length; i++) {
-    const line = encodeItem(items[i]!);
+    const it = items[i]!;
+    const line = it.line ?? encodeItem(it);
     if (parts.length > 0 && size + line.length > maxBytes) {
       out.push(Buffer.from(parts.join('\n'), 'utf8'));
       parts = [];
@@ -155,6 +158,12 @@ const heads: Record<'e' | 'm' | 'h', Record<RouteKind, [string, string]>> = { e:
 function headsOf(body: string): Record<RouteKind, [string, string]> {
   const of = (k: RouteKind): [string, string] => [body + kindToTag[k] + '0', body + kindToTag[k] + '1'];
   return { account: of('account'), ip: of('ip'), host: of('host') };
+}
+
+/** An event's (`e`) or message's (`m`) wire line from its JSON, as encodeItems writes it. */
+export function routedLine(body: 'e' | 'm', route: RoutedItem['route'], primary: boolean, n: number | undefined, json: string): string {
+  const head = heads[body][route.kind][primary ? 1 : 0];
+  return (n !== undefined ? head + n : head) + '\t' + JSON.stringify(route.key) + '\t' + json;
 }
 
 function encodeItem(it: RoutedItem): string {

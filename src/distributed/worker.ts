@@ -96,12 +96,11 @@ export class DetectWorker {
     } finally {
       await admin.disconnect();
     }
-    if (stages.detect) {
-      const m = await migrate(this.clickhouse, cfg.clickhouse, { log: (msg, fields) => log.info({ component: 'clickhouse', ...fields }, msg) });
-      log.info({ clickhouse: m.server, schema: m.version, applied: m.applied }, 'clickhouse ready');
-    }
+    // Both stages store rows (the parse stage its events and messages).
+    const m = await migrate(this.clickhouse, cfg.clickhouse, { log: (msg, fields) => log.info({ component: 'clickhouse', ...fields }, msg) });
+    log.info({ clickhouse: m.server, schema: m.version, applied: m.applied }, 'clickhouse ready');
     if (stages.parse) {
-      this.parse = new ParseStage({ cfg, kafka: this.kafka, snapshots: this.snapshots, zone: this.o.zone, log, workerId: this.workerId, eventPartitions: partitions.get(cfg.kafka.topics.events) ?? cfg.kafka.partitions });
+      this.parse = new ParseStage({ cfg, kafka: this.kafka, snapshots: this.snapshots, sink: this.sink, zone: this.o.zone, log, workerId: this.workerId, eventPartitions: partitions.get(cfg.kafka.topics.events) ?? cfg.kafka.partitions });
       await this.parse.start();
     }
     if (stages.detect) {
@@ -146,6 +145,9 @@ export class DetectWorker {
       out.push(counter('floodgate_parse_records_total', 'Line chunks consumed from the lines topic', p.records));
       out.push(counter('floodgate_parse_lines_total', 'Log lines parsed', p.lines));
       out.push(counter('floodgate_parse_items_total', 'Events and messages produced to the events topic (one per route)', p.items));
+      out.push(counter('floodgate_parse_rows_total', 'Event and message rows the parse stage handed to ClickHouse (silent re-reads included)', p.rows));
+      out.push(counter('floodgate_parse_stored_only_events_total', 'Events stored but not sent to the detect stage: no detector reads them', p.storedOnly));
+      out.push(counter('floodgate_parse_backpressure_waits_total', 'Times the parse stage waited for ClickHouse to take rows', p.backpressureWaits));
       out.push(counter('floodgate_parse_duplicate_lines_total', 'Lines dropped because the shipper sent them twice', p.duplicateLines));
       out.push(counter('floodgate_parse_malformed_lines_total', 'Lines without a recognisable envelope', p.malformedLines));
       out.push(counter('floodgate_dead_lettered_total', 'Records and line samples sent to the dead-letter topic', p.deadLettered));

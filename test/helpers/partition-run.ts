@@ -11,7 +11,7 @@ import type { Event } from '../../src/core/events.js';
 import { Correlator } from '../../src/correlator/correlator.js';
 import type { Message } from '../../src/correlator/message.js';
 import type { DnsLookup } from '../../src/detect/dns.js';
-import { DetectionEngine, type HandOff } from '../../src/detect/engine.js';
+import { DetectionEngine, detectionReads, type HandOff } from '../../src/detect/engine.js';
 import type { Finding } from '../../src/detect/finding.js';
 import { accountKey, routeKey, routesOf, type DeliveryOwner, type Delivery, type Route } from '../../src/detect/route.js';
 import { SiteKnowledge } from '../../src/detect/site.js';
@@ -103,6 +103,8 @@ export interface SplitResult {
   handOffs: number;
   handOffsDropped: number;
   deliveries: number;
+  /** Events left undelivered because detection does not read them (detectionReads). */
+  notRouted: number;
 }
 
 /**
@@ -112,7 +114,7 @@ export interface SplitResult {
  */
 export async function runSplit(items: readonly Item[], cfg: FloodgateConfig, n: number, opts: SplitOptions = {}): Promise<SplitResult> {
   const site = new SiteKnowledge(cfg.site);
-  const r: SplitResult = { findings: [], decisions: [], strays: [], handOffs: 0, handOffsDropped: 0, deliveries: 0 };
+  const r: SplitResult = { findings: [], decisions: [], strays: [], handOffs: 0, handOffsDropped: 0, deliveries: 0, notRouted: 0 };
   const engines: DetectionEngine[] = [];
   for (let k = 0; k < n; k++) {
     const policy = new Policy(cfg.policy);
@@ -145,7 +147,13 @@ export async function runSplit(items: readonly Item[], cfg: FloodgateConfig, n: 
     });
     engines.push(engine);
   }
+  // As the parse stage does when it stores: an event no detector (nor site knowledge) reads is not delivered.
+  const reads = detectionReads(cfg.enabledDetectors);
   for (const it of items) {
+    if (it.event !== undefined && !reads(it.event)) {
+      r.notRouted++;
+      continue;
+    }
     const routes = routesOf(it.event ?? it.message!);
     for (const route of routes) {
       r.deliveries++;

@@ -69,7 +69,8 @@ function records(lines: number, seed: number): { values: Buffer[]; ids: string[]
     parse.feed(decodeChunk(chunk));
     items.push(...parse.takeOutput());
   }
-  return { values: encodeItems(items, 64 * 1024), ids: rowIds(items) };
+  const values = encodeItems(items, 64 * 1024);
+  return { values, ids: values.flatMap((v) => [...idsOf(v)]) };
 }
 
 /** Ids of the rows the detect stage stores for these items. */

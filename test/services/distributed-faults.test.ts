@@ -37,7 +37,7 @@ import { eventRow } from '../../src/clickhouse/rows.js';
 import { loadConfig, validateConfig } from '../../src/config/config.js';
 import { ensureTopics } from '../../src/distributed/kafka.js';
 import { ParseStage } from '../../src/distributed/parse-stage.js';
-import { decodeItems, encodeChunk } from '../../src/distributed/wire.js';
+import { decodeItems, encodeChunk, encodeItems } from '../../src/distributed/wire.js';
 import { connectRedis } from '../../src/redis/connection.js';
 import { PartitionSnapshots } from '../../src/redis/snapshots.js';
 import { ParsePartition } from '../../src/distributed/parse-partition.js';
@@ -56,6 +56,8 @@ const LINES = readFileSync(DEMO, 'utf8')
 /** The demo day goes into the log in this many appends (a live MTA's pace, compressed). */
 const SLICES = 30;
 const PER_SLICE = Math.ceil(LINES.length / SLICES);
+/** Partitions of the rig's topics. */
+const PARTITIONS = 3;
 
 interface Expected {
   /** Events `floodgate parse` finds in the demo day. */
@@ -107,7 +109,8 @@ function parseStageCounts(): { events: number; messages: number } {
   st.feed({ host: 'mta1', file: DEMO, source: 'expected', format: 'auto', mtime: Date.now(), offsets, lines: LINES });
   let events = 0;
   let messages = 0;
-  for (const it of st.takeOutput()) {
+  // Decoded, as the detect stage sees them: the parse stage's items carry their wire line, not the event.
+  for (const it of encodeItems(st.takeOutput()).flatMap((b) => decodeItems(b, () => undefined))) {
     if (!it.primary) continue;
     if (it.event) events++;
     else if (it.message) messages++;
@@ -194,7 +197,7 @@ async function rig(opts: ConstructorParameters<typeof Cluster>[0] = {}): Promise
   const s = standins(standinDir);
   // Real actions (no dry run), through the stand-ins.
   const c = new Cluster({
-    partitions: 3,
+    partitions: PARTITIONS,
     ...opts,
     extra: {
       ...opts.extra,
@@ -253,6 +256,19 @@ function metric(text: string, name: string, labels = ''): number {
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
+/** Events partitions the detect stages have taken batches from (one consumer-lag sample each). */
+async function detectPartitionsOpen(r: Rig): Promise<number> {
+  let n = 0;
+  for (const { port } of r.workers.values()) {
+    const text = await fetch(`http://127.0.0.1:${port}/metrics`).then(
+      (res) => res.text(),
+      () => '',
+    );
+    n += text.split('\n').filter((l) => l.startsWith('floodgate_consumer_lag{')).length;
+  }
+  return n;
+}
+
 async function workerMetrics(r: Rig): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const [name, { port }] of r.workers) {
@@ -266,7 +282,8 @@ async function workerMetrics(r: Rig): Promise<Record<string, number>> {
     add('actionsFailed', metric(text, 'floodgate_distributed_actions_total', '{outcome="failed"}'));
     add('parseTxnFailures', metric(text, 'floodgate_parse_transaction_failures_total'));
     add('checkpointFailures', metric(text, 'floodgate_checkpoint_failures_total'));
-    add('backpressureWaits', metric(text, 'floodgate_backpressure_waits_total'));
+    // Either stage: the parse stage stores the events and messages, the detect stage the rest.
+    add('backpressureWaits', metric(text, 'floodgate_backpressure_waits_total') + metric(text, 'floodgate_parse_backpressure_waits_total'));
     if (text === '') add(`unreachable:${name}`, 1);
   }
   return out;
@@ -479,7 +496,8 @@ describe('distributed mode under faults: no line lost, no duplicate row, no doub
     r.c.ship('ship1', r.config);
     let back: Promise<unknown> = Promise.resolve();
     const atFault = await appendWithFault(r.log, 300, Math.max(2, expected.lockSlice - 4), async () => {
-      await waitFor('some events stored before the outage', async () => ((await r.c.count('SELECT count() AS n FROM events')) > 0 ? true : undefined), 120_000, () => r.c.logs());
+      // The detect stage has loaded (from Redis) and processed every events partition: the lock is decided without it.
+      await waitFor('every events partition open in the detect stage before the outage', async () => ((await detectPartitionsOpen(r)) >= PARTITIONS ? true : undefined), 120_000, () => r.c.logs());
       redis.stop();
       // Down at least 10 s, and until the lock has been decided (its decision row is stored) without Redis.
       back = (async () => {
