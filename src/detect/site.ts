@@ -143,6 +143,7 @@ export function siteLearnsFrom(e: Event): boolean {
       return false;
   }
 }
+
 const MAX_LEARNT = 10_000;
 const MAX_TLS_HOSTS = 10_000;
 

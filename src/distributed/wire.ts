@@ -160,17 +160,16 @@ function headsOf(body: string): Record<RouteKind, [string, string]> {
   return { account: of('account'), ip: of('ip'), host: of('host') };
 }
 
-/** An event's (`e`) or message's (`m`) wire line from its JSON, as encodeItems writes it. */
-export function routedLine(body: 'e' | 'm', route: RoutedItem['route'], primary: boolean, n: number | undefined, json: string): string {
+/** An item's wire line from its body's JSON, as encodeItems writes it: e(vent), m(essage) or h(and-off). */
+export function routedLine(body: 'e' | 'm' | 'h', route: RoutedItem['route'], primary: boolean, n: number | undefined, json: string): string {
   const head = heads[body][route.kind][primary ? 1 : 0];
   return (n !== undefined ? head + n : head) + '\t' + JSON.stringify(route.key) + '\t' + json;
 }
 
 function encodeItem(it: RoutedItem): string {
   const obj = it.event ?? it.message;
-  const head = heads[it.event !== undefined ? 'e' : it.message !== undefined ? 'm' : 'h'][it.route.kind][it.primary ? 1 : 0];
-  const body = obj !== undefined ? (it.json ?? JSON.stringify(obj)) : JSON.stringify({ d: it.handOff?.detector, x: it.handOff?.data });
-  return (it.n !== undefined ? head + it.n : head) + '\t' + JSON.stringify(it.route.key) + '\t' + body;
+  if (obj !== undefined) return routedLine(it.event !== undefined ? 'e' : 'm', it.route, it.primary, it.n, it.json ?? JSON.stringify(obj));
+  return routedLine('h', it.route, it.primary, it.n, JSON.stringify({ d: it.handOff?.detector, x: it.handOff?.data }));
 }
 
 /**
