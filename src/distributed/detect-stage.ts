@@ -35,6 +35,7 @@ import { DetectPartition, type DetectPartitionSnapshot } from './detect-partitio
 import type { DistributedActions } from './distributed-actions.js';
 import type { Logger } from './log.js';
 import { PartitionHold, type PartitionHoldOptions } from './partition-hold.js';
+import { seekBack } from './seek-back.js';
 import { partitionFor } from './kafka.js';
 import { decodeItems, encodeItems, type RoutedItem } from './wire.js';
 import { Slices } from '../core/slices.js';
@@ -301,19 +302,12 @@ export class DetectStage {
       this.parts.set(partition, ps);
     }
     // Where the fetch began, transaction markers and aborted records included (kafkajs hides them from messages).
-    if (BigInt(batch.firstOffset() ?? first.offset) > ps.next) {
-      // The fetch began past our state (at a committed offset ahead of our checkpoint): go back to it.
-      this.metrics.seeks++;
-      if (ps.seekTo !== ps.next) {
-        ps.seekTo = ps.next;
-        ps.staleBatches = 0;
-        this.consumer.seek({ topic: batch.topic, partition, offset: String(ps.next) });
-        return;
-      }
-      if (++ps.staleBatches <= 3) return;
-      ps.next = BigInt(first.offset);
-    }
-    ps.seekTo = undefined;
+    const fetchedFrom = BigInt(batch.firstOffset() ?? first.offset);
+    // Past our state (at a committed offset ahead of our checkpoint): go back to it (see seekBack).
+    if (fetchedFrom > ps.next) this.metrics.seeks++;
+    const sought = seekBack(ps, fetchedFrom, (offset) => this.consumer.seek({ topic: batch.topic, partition, offset: String(offset) }));
+    if (sought === 'seeking') return;
+    if (sought === 'gap') ps.next = BigInt(first.offset);
     const sink = this.o.sink;
     const slices = new Slices(SLICE_MS);
     let whole = true;

@@ -33,6 +33,7 @@ import type { PartitionSnapshots } from '../redis/snapshots.js';
 import { partitionFor } from './kafka.js';
 import type { Logger } from './log.js';
 import { PartitionHold, type PartitionHoldOptions } from './partition-hold.js';
+import { seekBack } from './seek-back.js';
 import { ParsePartition, type ParsePartitionSnapshot } from './parse-partition.js';
 import { routeKey } from '../detect/route.js';
 import { decodeChunk, encodeItems, requestsWithin, type RoutedItem } from './wire.js';
@@ -268,20 +269,13 @@ export class ParseStage {
       if (ps === undefined) return; // held: Redis is away (see PartitionHold)
       this.parts.set(partition, ps);
     }
-    if (BigInt(first.offset) > ps.next) {
-      // The fetch began at the committed offset; our state is older: go back and rebuild.
-      if (ps.seekTo !== ps.next) {
-        ps.seekTo = ps.next;
-        ps.staleBatches = 0;
-        this.consumer.seek({ topic: batch.topic, partition, offset: String(ps.next) });
-        return;
-      }
-      if (++ps.staleBatches <= 3) return; // fetched before the seek took effect
-      // The seek landed past our checkpoint: retention removed those records. Go on from here.
+    // The fetch began at the committed offset and our state is older: go back and rebuild (see seekBack).
+    const sought = seekBack(ps, BigInt(first.offset), (offset) => this.consumer.seek({ topic: batch.topic, partition, offset: String(offset) }));
+    if (sought === 'seeking') return;
+    if (sought === 'gap') {
       this.o.log.warn({ stage: 'parse', partition, checkpoint: String(ps.next), logStart: first.offset }, 'records between the checkpoint and the log start are gone (retention); open messages may be incomplete');
       ps.next = BigInt(first.offset);
     }
-    ps.seekTo = undefined;
 
     const outputs: RoutedItem[] = [];
     const dead: { value: Buffer }[] = [];
