@@ -282,6 +282,7 @@ export class ParseStage {
     let lines = 0;
     let last: KafkaMessage | undefined;
     const slices = new Slices(SLICE_MS);
+    const sink = this.o.sink;
     for (const msg of batch.messages) {
       // Between records (a record is one shipper batch, up to kafka.batchLines lines): the detect stage shares this event loop.
       await slices.maybeYield();
@@ -292,13 +293,11 @@ export class ParseStage {
         resolveOffset(msg.offset);
         continue;
       }
-      const sink = this.o.sink;
-      while (sink !== undefined && sink.buffered >= this.o.cfg.clickhouse.maxBufferedRows) {
+      while (sink !== undefined && sink.buffered >= this.o.cfg.clickhouse.maxBufferedRows && isRunning() && !isStale()) {
         // ClickHouse away and the sink full: wait for room, heart-beating so the group keeps this partition here.
         this.metrics.backpressureWaits++;
         await Promise.race([sink.whenRoom(), sleep(1000)]);
         await heartbeat();
-        if (!isRunning() || isStale()) break;
       }
       if (!isRunning() || isStale()) break;
       last = msg;

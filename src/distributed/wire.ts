@@ -108,7 +108,7 @@ export interface RoutedItem {
   message?: Message;
   /** Data a detector handed to its own instance in the partition owning `route` (see DetectionEngine.onHandOff). */
   handOff?: { detector: string; data: unknown };
-  /** The event's or message's JSON (what JSON.stringify of it gives): set by the parse stage when it routes the item, so an item travelling twice is serialised once, and by decoding, so the detect stage stores the text as it travelled. */
+  /** The event's or message's JSON (what JSON.stringify of it gives), set by decoding: the text as it travelled, which a detect stage storing the item keeps as the row's json, and which encoding again sends unchanged. */
   json?: string;
   /** The item as its wire line (routedLine), set by the parse stage instead of `event`/`message` so it holds no object of the event until its transaction commits. */
   line?: string;
