@@ -64,6 +64,8 @@ export interface ParseStageMetrics {
   /** Events stored but not routed: no detector reads them. */
   storedOnly: number;
   backpressureWaits: number;
+  /** Partitions opened on assignment, not by a batch, to re-store rows a crashed owner lost (see openEagerly). */
+  eagerOpens: number;
 }
 
 interface PartState {
@@ -106,7 +108,7 @@ export interface ParseStageOptions {
 }
 
 export class ParseStage {
-  readonly metrics: ParseStageMetrics = { records: 0, lines: 0, items: 0, duplicateLines: 0, malformedLines: 0, deadLettered: 0, transactions: 0, transactionFailures: 0, silentRecords: 0, restores: 0, openHolds: 0, snapshots: 0, lastBatchLines: 0, rows: 0, storedOnly: 0, backpressureWaits: 0 };
+  readonly metrics: ParseStageMetrics = { records: 0, lines: 0, items: 0, duplicateLines: 0, malformedLines: 0, deadLettered: 0, transactions: 0, transactionFailures: 0, silentRecords: 0, restores: 0, openHolds: 0, snapshots: 0, lastBatchLines: 0, rows: 0, storedOnly: 0, backpressureWaits: 0, eagerOpens: 0 };
   private readonly o: ParseStageOptions;
   private readonly consumer: Consumer;
   private producer: Producer;
@@ -119,6 +121,11 @@ export class ParseStage {
   private readonly storedGroupId: string;
   private readonly reads: ((e: Event) => boolean) | undefined;
   private readonly parts = new Map<number, PartState>();
+  /** Opens in progress (first batch or eager open, whichever asks first; see openPartition). */
+  private readonly opening = new Map<number, Promise<PartState | undefined>>();
+  /** The lines partitions assigned to this worker by the last rebalance. */
+  private assigned = new Set<number>();
+  private running = false;
   private readonly now: () => number;
   private readonly partitionCache = new Map<string, number>();
   private readonly held: PartitionHold;
@@ -163,10 +170,14 @@ export class ParseStage {
     await this.admin.connect();
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: this.o.cfg.kafka.topics.lines, fromBeginning: true });
+    this.running = true;
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
-      const mine = new Set(e.payload.memberAssignment[this.o.cfg.kafka.topics.lines] ?? []);
+      const topic = this.o.cfg.kafka.topics.lines;
+      const mine = new Set(e.payload.memberAssignment[topic] ?? []);
+      this.assigned = mine;
       for (const p of [...this.parts.keys()]) if (!mine.has(p)) this.parts.delete(p);
       this.o.log.info({ stage: 'parse', partitions: [...mine] }, 'partitions assigned');
+      for (const p of mine) if (!this.parts.has(p)) void this.openEagerly(topic, p);
     });
     await this.consumer.run({
       autoCommit: false,
@@ -177,6 +188,7 @@ export class ParseStage {
   }
 
   async stop(): Promise<void> {
+    this.running = false;
     this.held.clear();
     await this.consumer.stop().catch(() => undefined);
     // A checkpoint in flight finishes (bounded by its own wait): its rows and its state are worth keeping.
@@ -210,6 +222,64 @@ export class ParseStage {
     const [t] = await this.admin.fetchOffsets({ groupId, topics: [topic] });
     const off = t?.partitions.find((p) => p.partition === partition)?.offset;
     return off === undefined || BigInt(off) < 0n ? undefined : BigInt(off);
+  }
+
+  /**
+   * One open per partition at a time, shared by its first batch and an eager
+   * open (whichever asks first); the state is kept only while the partition
+   * is still assigned here. Undefined: held (Redis away, see PartitionHold).
+   */
+  private openPartition(topic: string, partition: number, firstOffset: bigint): Promise<PartState | undefined> {
+    let opening = this.opening.get(partition);
+    if (opening === undefined) {
+      opening = this.held
+        .open(topic, partition, () => this.open(topic, partition, firstOffset))
+        .then((ps) => {
+          this.metrics.openHolds = this.held.holds;
+          if (ps !== undefined && this.assigned.has(partition)) this.parts.set(partition, ps);
+          return ps;
+        })
+        .finally(() => this.opening.delete(partition));
+      this.opening.set(partition, opening);
+    }
+    return opening;
+  }
+
+  /**
+   * A partition opens with its first batch, but one whose host stopped
+   * logging has no next batch: rows a crashed owner never stored (between
+   * the stored and the committed offset) would stay missing until that host
+   * logs again. So on assignment a partition whose stored offset is behind
+   * its committed one opens at once and seeks back; the re-read stores those
+   * rows. Retried with a backoff while Redis is away; a failure otherwise
+   * leaves the opening to the first batch, as before.
+   */
+  private async openEagerly(topic: string, partition: number): Promise<void> {
+    if (this.o.sink === undefined) return; // nothing to store: the state is rebuilt when records come
+    try {
+      for (let attempt = 0; this.running && this.assigned.has(partition) && !this.parts.has(partition); attempt++) {
+        const committed = await this.committedOffset(topic, partition);
+        // Nothing committed: the consumer reads the partition from its start anyway.
+        if (committed === undefined) return;
+        const stored = await this.committedOffset(topic, partition, this.storedGroupId);
+        if (stored !== undefined && stored >= committed) return; // every row stored: the first batch opens it
+        const ps = await this.openPartition(topic, partition, committed);
+        if (ps === undefined) {
+          await sleep(Math.min(EAGER_OPEN_MAX_WAIT_MS, 500 * 2 ** Math.min(attempt, 10)));
+          continue;
+        }
+        // A first batch that opened it before us has sought already (seekTo set) or gone past `committed`.
+        if (ps.seekTo === undefined && ps.next < committed && this.parts.get(partition) === ps) {
+          ps.seekTo = ps.next;
+          ps.staleBatches = 0;
+          this.consumer.seek({ topic, partition, offset: String(ps.next) });
+          this.metrics.eagerOpens++;
+        }
+        return;
+      }
+    } catch (e) {
+      this.o.log.warn({ stage: 'parse', partition, err: (e as Error).message }, 'partition not opened on assignment; its first batch opens it');
+    }
   }
 
   private async open(topic: string, partition: number, firstOffset: bigint): Promise<PartState> {
@@ -264,10 +334,8 @@ export class ParseStage {
     }
     let ps = this.parts.get(partition);
     if (ps === undefined) {
-      ps = await this.held.open(batch.topic, partition, () => this.open(batch.topic, partition, BigInt(first.offset)));
-      this.metrics.openHolds = this.held.holds;
+      ps = await this.openPartition(batch.topic, partition, BigInt(first.offset));
       if (ps === undefined) return; // held: Redis is away (see PartitionHold)
-      this.parts.set(partition, ps);
     }
     // The fetch began at the committed offset and our state is older: go back and rebuild (see seekBack).
     const sought = seekBack(ps, BigInt(first.offset), (offset) => this.consumer.seek({ topic: batch.topic, partition, offset: String(offset) }));
@@ -454,6 +522,9 @@ const SLICE_MS = 20;
 
 /** How long a checkpoint waits for ClickHouse to store the rows before it gives up (the next one retries). */
 const CHECKPOINT_WAIT_MS = 10_000;
+
+/** Longest wait between eager opens of a partition whose checkpoint cannot be loaded. */
+const EAGER_OPEN_MAX_WAIT_MS = 15_000;
 
 /** Fetch tuning of the lines consumer (see the constructor): at most this much added latency per batch. */
 const FETCH_WAIT_MS = 50;

@@ -3,7 +3,9 @@
 // the first owner's last rows never reach ClickHouse (lost with its buffer, as
 // in a crash) and its checkpoint is gone from Redis too; the next owner
 // re-reads, silently, from the offset committed for `<group>-parse-stored`
-// and stores them, so ClickHouse ends up with every event exactly once.
+// and stores them, so ClickHouse ends up with every event exactly once. It
+// does so on assignment, before its host logs another line: a host that
+// stopped logging must not keep those rows missing.
 import { randomBytes } from 'node:crypto';
 import { Partitioners } from 'kafkajs';
 import { pino } from 'pino';
@@ -78,8 +80,8 @@ describe('parse stage storing its rows', () => {
     await migrate(client, cfg.clickhouse);
 
     const { values } = shipperChunks({ host: 'mx1', seed: 21, lines: 7000, perChunk: 1000 });
-    // The first owner gets all but the last record; the last one, sent to the second owner, opens the partition
-    // there (a partition opens with its first batch).
+    // The first owner gets all but the last record; the last one goes to the second owner only after it has
+    // re-stored the lost rows by itself.
     const firstOwners = values.length - 1;
     // What the stage must store: every event of every chunk (a partition that stores, fed offline).
     const partition = (stores: boolean) =>
@@ -87,12 +89,15 @@ describe('parse stage storing its rows', () => {
     const offline = partition(true);
     const plain = partition(false); // what was routed before the parse stage stored
     let events = 0;
+    let eventsBeforeLast = 0;
     let itemsFirst4 = 0;
     let plainItemsFirst4 = 0;
     for (let i = 0; i < values.length; i++) {
       offline.feed(decodeChunk(values[i]!));
       plain.feed(decodeChunk(values[i]!));
-      events += offline.takeRows().events.length;
+      const rowEvents = offline.takeRows().events.length;
+      events += rowEvents;
+      if (i < firstOwners) eventsBeforeLast += rowEvents;
       const items = offline.takeOutput().length;
       const plainItems = plain.takeOutput().length;
       if (i < 4) {
@@ -145,6 +150,19 @@ describe('parse stage storing its rows', () => {
     const second = new ParseStage({ cfg, kafka, snapshots, sink: sink2, zone: new ZoneClock('UTC'), log, workerId: 'second', eventPartitions: 1 });
     stages.push(second);
     await second.start();
+    // No new line yet: the partition opens on assignment, because its stored offset is behind the committed one.
+    await waitFor(
+      "every event of the first owner's records stored",
+      async () => ((await count(`SELECT uniqExact(id) AS n FROM \`${id}\`.events`)) === eventsBeforeLast ? true : undefined),
+      90_000,
+      () => `second owner ${JSON.stringify(second.metrics)}`,
+    );
+    expect(second.metrics.eagerOpens).toBe(1);
+    expect(second.metrics.restores).toBe(0);
+    expect(second.metrics.silentRecords).toBe(firstOwners - storedAtCrash); // re-read from the stored offset, silently
+    expect(second.metrics.records).toBe(firstOwners - storedAtCrash);
+    expect(second.metrics.items).toBe(0); // all of it was committed to the events topic by the first owner
+
     await send(values[firstOwners]!);
     await waitFor(
       'every event stored',
@@ -152,8 +170,6 @@ describe('parse stage storing its rows', () => {
       90_000,
       () => `second owner ${JSON.stringify(second.metrics)}`,
     );
-    expect(second.metrics.restores).toBe(0);
-    expect(second.metrics.silentRecords).toBe(firstOwners - storedAtCrash); // re-read from the stored offset, silently
     expect(second.metrics.records).toBe(firstOwners - storedAtCrash + 1); // and the new record, produced
     expect(second.metrics.items).toBeGreaterThan(0);
     await producer.disconnect();
