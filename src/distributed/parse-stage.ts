@@ -230,6 +230,8 @@ export class ParseStage {
    * is still assigned here. Undefined: held (Redis away, see PartitionHold).
    */
   private openPartition(topic: string, partition: number, firstOffset: bigint): Promise<PartState | undefined> {
+    const open = this.parts.get(partition);
+    if (open !== undefined) return Promise.resolve(open);
     let opening = this.opening.get(partition);
     if (opening === undefined) {
       opening = this.held
@@ -263,6 +265,8 @@ export class ParseStage {
         if (committed === undefined) return;
         const stored = await this.committedOffset(topic, partition, this.storedGroupId);
         if (stored !== undefined && stored >= committed) return; // every row stored: the first batch opens it
+        // A first batch may have opened it meanwhile, and gone on from there (its state is the one to keep).
+        if (this.parts.has(partition)) return;
         const ps = await this.openPartition(topic, partition, committed);
         if (ps === undefined) {
           await sleep(Math.min(EAGER_OPEN_MAX_WAIT_MS, 500 * 2 ** Math.min(attempt, 10)));
