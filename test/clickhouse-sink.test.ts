@@ -3,8 +3,9 @@
  * the client and fake timers show when each table's inserts go.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { ChClient } from '../src/clickhouse/client.js';
+import type { ChClient, InsertRows } from '../src/clickhouse/client.js';
 import { ClickhouseSink } from '../src/clickhouse/sink.js';
+import { TsvRows } from '../src/clickhouse/tsv.js';
 
 function recordingClient(now: () => number): ChClient & { inserts: { table: string; rows: number; at: number }[] } {
   const inserts: { table: string; rows: number; at: number }[] = [];
@@ -150,5 +151,51 @@ describe('ClickhouseSink after an outage', () => {
       ['decisions', 0],
     ]);
     expect(sink.buffered).toBe(0);
+  });
+});
+
+describe('ClickhouseSink with rows already encoded (TsvRows)', () => {
+  const encoded = (from: number, n: number) => {
+    const rows = new TsvRows(['id', 'v']);
+    for (let i = from; i < from + n; i++) rows.push(`e${i}\tv\\${i}`);
+    return rows;
+  };
+  const idsOf = (rows: InsertRows): string[] => (rows instanceof TsvRows ? Array.from({ length: rows.length }, (_, i) => rows.rowObject(i).id!) : rows.map((r) => String((r as { id: unknown }).id)));
+
+  it('stores them in batches of batchRows, next to row objects of the same table, each row once; the caller may reuse its rows', async () => {
+    const stored: string[][] = [];
+    const base = recordingClient(() => 0);
+    const client: typeof base = { ...base, insert: async (_table, rows) => void stored.push(idsOf(rows)) };
+    const sink = new ClickhouseSink(client, { batchRows: 40, flushMs: 60_000, maxBufferedRows: 10_000 });
+    const first = encoded(0, 30);
+    sink.add('events', first);
+    first.shift(30); // the sink took a copy
+    sink.add('events', [{ id: 'o1' }, { id: 'o2' }]);
+    sink.add('events', encoded(30, 70));
+    expect(sink.buffered).toBe(102);
+    await sink.flush();
+    expect(sink.buffered).toBe(0);
+    expect(stored.map((b) => b.length)).toEqual([40, 40, 20, 2]);
+    expect(stored.flat()).toEqual([...Array.from({ length: 100 }, (_, i) => `e${i}`), 'o1', 'o2']);
+  });
+
+  it('a row the server refuses is isolated by halving and dead-lettered with its fields readable; its neighbours are stored', async () => {
+    const stored: string[] = [];
+    const base = recordingClient(() => 0);
+    const client: typeof base = {
+      ...base,
+      insert: async (table, rows) => {
+        const ids = idsOf(rows);
+        if (table === 'events' && ids.includes('e13')) throw new Error('Code: 27, e.displayText() = DB::Exception: Cannot parse input (at row 14)');
+        for (const id of ids) stored.push(`${table}:${id}`);
+      },
+    };
+    const sink = new ClickhouseSink(client, { batchRows: 100, flushMs: 0, maxBufferedRows: 10_000, deadLetterTable: false });
+    sink.add('events', encoded(0, 20));
+    await sink.flush();
+    expect(stored.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `events:e${i}`).filter((x) => x !== 'events:e13').sort());
+    expect(sink.deadLetters()).toHaveLength(1);
+    expect(sink.deadLetters()[0]).toMatchObject({ table: 'events', row: { id: 'e13', v: 'v\\13' }, code: 27 });
+    expect(sink.status().deadLettered).toBe(1);
   });
 });

@@ -26,7 +26,10 @@ import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickh
 import type { ClickhouseConfig } from '../config/distributed.js';
 import { FloodgateError } from '../core/errors.js';
 import { sqlIdentifier, sqlTable } from './escape.js';
-import { tabSeparated } from './tsv.js';
+import { tabSeparated, TsvRows } from './tsv.js';
+
+/** What an insert takes: row objects, or rows already encoded (the parse stage's events). */
+export type InsertRows = readonly object[] | TsvRows;
 
 export interface ServerVersion {
   text: string;
@@ -156,8 +159,8 @@ export interface ChClient {
   command(sql: string): Promise<void>;
   /** A SELECT; rows as JSON objects (64-bit integers arrive as strings). */
   query<T = Record<string, unknown>>(sql: string): Promise<T[]>;
-  /** Rows into `database`.`table`: TabSeparated when they are flat (tsv.ts), else JSONEachRow. */
-  insert(table: string, rows: readonly object[]): Promise<void>;
+  /** Rows into `database`.`table`: TabSeparated when they are flat or come encoded (tsv.ts), else JSONEachRow. */
+  insert(table: string, rows: InsertRows): Promise<void>;
   ping(): Promise<boolean>;
   serverVersion(): Promise<ServerVersion>;
   close(): Promise<void>;
@@ -208,6 +211,10 @@ export function createClickhouseClient(cfg: ClickhouseConfig, opts: ClientOption
     async insert(table, rows) {
       if (rows.length === 0) return;
       try {
+        if (rows instanceof TsvRows) {
+          await client.insert({ table: sqlTable(cfg.database, table), values: Readable.from([rows.body()], { objectMode: false }), format: 'TabSeparated', columns: rows.columns.map(sqlIdentifier) as [string, ...string[]] });
+          return;
+        }
         const tsv = tabSeparated(rows);
         if (tsv === undefined) await client.insert({ table: sqlTable(cfg.database, table), values: rows as object[], format: 'JSONEachRow' });
         else {

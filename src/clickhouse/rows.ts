@@ -17,6 +17,8 @@ import type { Event } from '../core/events.js';
 import type { Message } from '../correlator/message.js';
 import type { Finding } from '../detect/finding.js';
 import { decisionKey } from '../policy/decision-key.js';
+import { FloodgateError } from '../core/errors.js';
+import { tsvField } from './escape.js';
 import type { Decision } from '../policy/policy.js';
 
 export const tableNames = ['events', 'messages', 'findings', 'decisions', 'actions', 'dead_letters'] as const;
@@ -92,6 +94,48 @@ export function eventRowWithJson(e: Event, indexInLine: number, json: string): E
     offset: e.src.offset,
     json,
   };
+}
+
+/** The fields of an EventRow, in its order: the columns of eventTsvLine. */
+export const EVENT_COLUMNS: readonly (keyof EventRow)[] = ['id', 'ts', 'ts_ms', 'host', 'program', 'kind', 'account', 'ip', 'file', 'offset', 'json'];
+
+/**
+ * eventRowWithJson as one TabSeparated line (fields in EVENT_COLUMNS order,
+ * no newline), made without the row object: what the parse stage stores
+ * (see TsvRows). The same text as tabSeparated([eventRowWithJson(...)]).
+ */
+export function eventTsvLine(e: Event, indexInLine: number, json: string): string {
+  const account = 'account' in e ? e.account : undefined;
+  const ip = 'ip' in e ? e.ip : undefined;
+  return (
+    eventId(e, indexInLine) +
+    '\t' +
+    tsvNumber(epochSeconds(e.ts)) +
+    '\t' +
+    tsvNumber(e.ts) +
+    '\t' +
+    tsvField(e.host) +
+    '\t' +
+    tsvField(e.program) +
+    '\t' +
+    tsvField(e.kind) +
+    '\t' +
+    tsvField(lower(account)) +
+    '\t' +
+    tsvField(ip ?? '') +
+    '\t' +
+    tsvField(e.src.file) +
+    '\t' +
+    tsvNumber(e.src.offset) +
+    '\t' +
+    tsvField(json)
+  );
+}
+
+/** A number field; tabSeparated refuses a row with a non-finite one, and so does this. */
+function tsvNumber(n: number): string {
+  if (typeof n !== 'number' || !Number.isFinite(n)) throw new FloodgateError('FG_INTERNAL', `event row: ${String(n)} is not a finite number`);
+  return String(n);
 }
 
 /**

@@ -22,7 +22,8 @@
  */
 import { Sleepers } from '../core/sleepers.js';
 import type { MetricFamily } from '../api/metrics.js';
-import { classify, type ChClient, type ClickhouseError } from './client.js';
+import { classify, type ChClient, type ClickhouseError, type InsertRows } from './client.js';
+import { TsvRows } from './tsv.js';
 import { deadLetterRow } from './rows.js';
 
 export interface SinkOptions {
@@ -72,6 +73,8 @@ interface Waiter {
 
 interface TableQueue {
   rows: object[];
+  /** Rows added already encoded (see TsvRows), stored before the objects; they may come together (see add). */
+  encoded: TsvRows | undefined;
   /** This table's flush delay (SinkOptions.tableFlushMs, else flushMs). */
   flushMs: number;
   /** Rows ever added / stored (or dead-lettered); flush targets compare these. */
@@ -94,6 +97,11 @@ interface TableCounters {
   failures: { connection: number; data: number; query: number };
   deadLettered: number;
   insertSeconds: number;
+}
+
+/** Rows of a table not yet stored nor being stored. */
+function pending(q: TableQueue): number {
+  return q.rows.length + (q.encoded?.length ?? 0);
 }
 
 export class SinkStoppedError extends Error {
@@ -147,16 +155,24 @@ export class ClickhouseSink {
     return this.retryingStores > 0;
   }
 
-  /** Queue rows for `table`. Never refuses: callers that must bound memory await whenRoom() first. */
-  add(table: string, rows: readonly object[]): void {
+  /**
+   * Queue rows for `table` (encoded ones are copied). Never refuses: callers
+   * that must bound memory await whenRoom() first. A table may get both
+   * kinds (the detect stage's row objects from a parse stage of an older
+   * version, encoded rows from this one's): each kind goes in its own
+   * inserts; the tables are idempotent, so the order between them does not
+   * matter.
+   */
+  add(table: string, rows: InsertRows): void {
     if (this.stopped) throw new SinkStoppedError();
     if (rows.length === 0) return;
     const q = this.queue(table);
-    for (const r of rows) q.rows.push(r);
+    if (rows instanceof TsvRows) (q.encoded ??= new TsvRows(rows.columns)).append(rows);
+    else for (const r of rows) q.rows.push(r);
     q.added += rows.length;
     this.bufferedRows += rows.length;
     if (q.writing && q.waitingSince === undefined) q.waitingSince = this.o.now();
-    if (q.rows.length >= this.o.batchRows) this.kick(table, q);
+    if (pending(q) >= this.o.batchRows) this.kick(table, q);
     else this.arm(table, q);
   }
 
@@ -166,7 +182,7 @@ export class ClickhouseSink {
     // Full: what waits for its table's flushMs goes now. Else a consumer held here waits out flushMs each
     // time, and with batchRows above maxBufferedRows (a small buffer kept with the default batch) always.
     for (const [table, q] of this.queues) {
-      if (q.rows.length > 0 && !q.writing) {
+      if (pending(q) > 0 && !q.writing) {
         q.due = true;
         this.kick(table, q);
       }
@@ -224,7 +240,7 @@ export class ClickhouseSink {
   private queue(table: string): TableQueue {
     let q = this.queues.get(table);
     if (!q) {
-      q = { rows: [], flushMs: this.o.tableFlushMs?.[table] ?? this.o.flushMs, added: 0, done: 0, writing: false, due: false, waitingSince: undefined, timer: undefined, waiters: [] };
+      q = { rows: [], encoded: undefined, flushMs: this.o.tableFlushMs?.[table] ?? this.o.flushMs, added: 0, done: 0, writing: false, due: false, waitingSince: undefined, timer: undefined, waiters: [] };
       this.queues.set(table, q);
     }
     return q;
@@ -263,12 +279,14 @@ export class ClickhouseSink {
 
   private async drain(table: string, q: TableQueue): Promise<void> {
     try {
-      while (!this.stopped && q.rows.length > 0 && (q.due || q.rows.length >= this.o.batchRows)) {
-        const batch = q.rows.slice(0, this.o.batchRows);
-        const waitedBefore = q.rows.length;
+      while (!this.stopped && pending(q) > 0 && (q.due || pending(q) >= this.o.batchRows)) {
+        const enc = q.encoded !== undefined && q.encoded.length > 0 ? q.encoded : undefined;
+        const batch: InsertRows = enc !== undefined ? enc.slice(0, this.o.batchRows) : q.rows.slice(0, this.o.batchRows);
+        const waitedBefore = pending(q);
         q.waitingSince = undefined;
         await this.store(table, batch);
-        q.rows.splice(0, batch.length);
+        if (enc !== undefined) enc.shift(batch.length);
+        else q.rows.splice(0, batch.length);
         this.settle(q, batch.length);
         // Rows that arrived during the insert wait their own flushMs unless a flush() is waiting for them:
         // going on at once made a table under steady load insert back to back, whatever its flushMs.
@@ -279,9 +297,9 @@ export class ClickhouseSink {
       if (!(e instanceof SinkStoppedError)) this.o.log?.('error', 'clickhouse sink: unexpected failure', { table, error: (e as Error).message });
     } finally {
       q.writing = false;
-      if (q.rows.length === 0) q.due = false;
+      if (pending(q) === 0) q.due = false;
       else if (!this.stopped) {
-        if (q.due || q.rows.length >= this.o.batchRows) this.kick(table, q);
+        if (q.due || pending(q) >= this.o.batchRows) this.kick(table, q);
         else this.arm(table, q, q.waitingSince);
       }
     }
@@ -299,7 +317,7 @@ export class ClickhouseSink {
   }
 
   /** Stores the rows, retrying while ClickHouse is unavailable; isolates rows it refuses. Throws only SinkStoppedError. */
-  private async store(table: string, rows: object[]): Promise<void> {
+  private async store(table: string, rows: InsertRows): Promise<void> {
     const c = this.tableCounters(table);
     let retrying = false;
     try {
@@ -339,9 +357,9 @@ export class ClickhouseSink {
   }
 
   /** Halves the batch until the refused rows stand alone. */
-  private async isolate(table: string, rows: object[], err: ClickhouseError): Promise<void> {
+  private async isolate(table: string, rows: InsertRows, err: ClickhouseError): Promise<void> {
     if (rows.length === 1) {
-      await this.deadLetter(table, rows[0]!, err);
+      await this.deadLetter(table, rows instanceof TsvRows ? rows.rowObject(0) : rows[0]!, err);
       return;
     }
     const mid = Math.ceil(rows.length / 2);

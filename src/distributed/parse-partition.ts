@@ -17,8 +17,11 @@ import type { ZoneClock } from '../envelope/zone.js';
 import { LineParser } from '../pipeline/line-parser.js';
 import { emptyStats, type ParseStats } from '../pipeline/stats.js';
 import { routesOf } from '../detect/route.js';
-import { eventRowWithJson, messageRowWithJson, type EventRow, type MessageRow } from '../clickhouse/rows.js';
+import { EVENT_COLUMNS, eventTsvLine, messageRowWithJson, type MessageRow } from '../clickhouse/rows.js';
+import { TsvRows } from '../clickhouse/tsv.js';
 import { routedLine, type LineChunk, type RoutedItem } from './wire.js';
+
+const emptyRows = (): ParsedRows => ({ events: new TsvRows(EVENT_COLUMNS, 16 * 1024), messages: [] });
 
 /** Sources remembered for duplicate suppression; old rotated files fall out first. */
 const MAX_SOURCES = 4096;
@@ -39,7 +42,8 @@ export interface ParsePartitionOptions {
 
 /** Rows of what a partition that stores parsed since the last takeRows(). */
 export interface ParsedRows {
-  events: EventRow[];
+  /** Event rows, encoded at once (see TsvRows). */
+  events: TsvRows;
   messages: MessageRow[];
 }
 
@@ -63,6 +67,8 @@ export interface Malformed {
   file: string;
   offset: number;
   line: string;
+  /** Why it is set aside, when not a malformed line. */
+  reason?: string;
 }
 
 export class ParsePartition {
@@ -75,7 +81,9 @@ export class ParsePartition {
   /** Events stored but not routed (see ParsePartitionOptions.stores). */
   storedOnly = 0;
   private out: RoutedItem[] = [];
-  private rows: ParsedRows = { events: [], messages: [] };
+  private rows: ParsedRows = emptyRows();
+  /** Events whose row could not be made (a non-finite number: a parser bug); sampled into `malformed`. */
+  rowErrors = 0;
   private readonly reads: ((e: Event) => boolean) | undefined;
   private readonly events: Event[] = [];
   private readonly malformed: Malformed[] = [];
@@ -124,7 +132,7 @@ export class ParsePartition {
   /** Rows since the last call (none unless the partition stores). */
   takeRows(): ParsedRows {
     const r = this.rows;
-    this.rows = { events: [], messages: [] };
+    this.rows = emptyRows();
     return r;
   }
 
@@ -143,7 +151,7 @@ export class ParsePartition {
     const json = JSON.stringify(e ?? m);
     const reads = this.reads;
     if (reads !== undefined) {
-      if (e !== undefined) this.rows.events.push(eventRowWithJson(e, n!, json));
+      if (e !== undefined) this.storeEvent(e, n!, json);
       else this.rows.messages.push(messageRowWithJson(m!, json));
       if (e !== undefined && !reads(e)) {
         this.storedOnly++;
@@ -162,6 +170,19 @@ export class ParsePartition {
       if (n !== undefined) it.n = n;
       this.out.push(it);
     }
+  }
+
+  private storeEvent(e: Event, n: number, json: string): void {
+    let line: string;
+    try {
+      line = eventTsvLine(e, n, json);
+    } catch {
+      // Not the stage's end: the row is skipped and shown on the dead-letter topic.
+      this.rowErrors++;
+      if (this.malformed.length < 20) this.malformed.push({ file: e.src.file, offset: e.src.offset, line: json.slice(0, 2048), reason: 'event row could not be made' });
+      return;
+    }
+    this.rows.events.push(line);
   }
 
   private source(chunk: LineChunk): SourceState {

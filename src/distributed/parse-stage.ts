@@ -405,7 +405,7 @@ export class ParseStage {
         continue;
       }
       for (const it of items) outputs.push(it);
-      for (const b of bad) dead.push({ value: Buffer.from(JSON.stringify({ stage: 'parse', reason: 'malformed line', file: b.file, offset: b.offset, line: b.line })) });
+      for (const b of bad) dead.push({ value: Buffer.from(JSON.stringify({ stage: 'parse', reason: b.reason ?? 'malformed line', file: b.file, offset: b.offset, line: b.line })) });
     }
     this.metrics.lines += lines;
     this.metrics.lastBatchLines = lines;

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { Partitioners } from 'kafkajs';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createClickhouseClient } from '../../src/clickhouse/client.js';
+import { createClickhouseClient, type InsertRows } from '../../src/clickhouse/client.js';
 import { migrate } from '../../src/clickhouse/migrations.js';
 import { ClickhouseSink } from '../../src/clickhouse/sink.js';
 import { detectionReads } from '../../src/detect/engine.js';
@@ -45,7 +45,7 @@ afterAll(async () => {
 /** A sink that, once `lose` is set, drops what it is given and never reports it stored: a crashing owner's buffer. */
 class LosingSink extends ClickhouseSink {
   lose = false;
-  override add(table: string, rows: readonly object[]): void {
+  override add(table: string, rows: InsertRows): void {
     if (!this.lose) super.add(table, rows);
   }
   override flush(): Promise<void> {
