@@ -78,6 +78,23 @@ describe('TsvRows', () => {
     expect(rows.body().length).toBe(0);
   });
 
+  it('reuses the taken rows\' space instead of growing while a backlog stays small, and gives a grown buffer back once emptied', () => {
+    const rows = new TsvRows(columns, 1 << 20);
+    const row = 'r'.repeat(999); // 1000 bytes with its newline
+    for (let round = 0; round < 200; round++) {
+      for (let k = 0; k < 100; k++) rows.push(row);
+      rows.shift(100);
+      rows.push(row); // one row always left: the buffer is never simply reset
+    }
+    expect(rows.bufferBytes).toBe(1 << 20); // 20 MB went through a 1 MiB buffer
+    for (let k = 0; k < 20_000; k++) rows.push(row); // a backlog: 20 MB
+    expect(rows.bufferBytes).toBeGreaterThanOrEqual(20_000_000);
+    rows.shift(rows.length);
+    expect(rows.bufferBytes).toBeLessThanOrEqual(8 << 20);
+    rows.push(row);
+    expect(rows.line(0)).toBe(row);
+  });
+
   it('slice copies a range; append adds another set of rows of the same columns, and refuses other columns', () => {
     const a = new TsvRows(columns, 16);
     for (let i = 0; i < 30; i++) a.push(line(i));

@@ -59,8 +59,8 @@ export class TsvRows {
   private from = 0;
   /** Bytes used (the end of the last row). */
   private used = 0;
-  /** End offset (past its newline) of row i, for i in [head, count). */
-  private ends: Int32Array;
+  /** End offset (past its newline) of row i, for i in [head, count); doubles: a backlog may pass 2 GiB. */
+  private ends: Float64Array;
   private head = 0;
   private count = 0;
 
@@ -70,11 +70,16 @@ export class TsvRows {
     bytes = 64 * 1024,
   ) {
     this.data = Buffer.allocUnsafe(Math.max(bytes, 16));
-    this.ends = new Int32Array(256);
+    this.ends = new Float64Array(256);
   }
 
   get length(): number {
     return this.count - this.head;
+  }
+
+  /** Bytes the buffer takes (live rows, taken rows' space not reused yet, and room). */
+  get bufferBytes(): number {
+    return this.data.length;
   }
 
   /** Bytes of the live rows (newlines included). */
@@ -114,6 +119,9 @@ export class TsvRows {
     if (n <= 0) return;
     if (n >= this.length) {
       this.from = this.used = this.head = this.count = 0;
+      // A backlog (ClickHouse away) grew the buffer: give the memory back once it is stored.
+      if (this.data.length > KEEP_BYTES) this.data = Buffer.allocUnsafe(KEEP_BYTES);
+      if (this.ends.length > KEEP_ROWS) this.ends = new Float64Array(KEEP_ROWS);
       return;
     }
     this.head += n;
@@ -129,7 +137,7 @@ export class TsvRows {
     const out = new TsvRows(this.columns, end - start);
     this.data.copy(out.data, 0, start, end);
     out.used = end - start;
-    if (out.ends.length < hi - lo) out.ends = new Int32Array(hi - lo);
+    if (out.ends.length < hi - lo) out.ends = new Float64Array(hi - lo);
     for (let i = lo; i < hi; i++) out.ends[i - lo] = this.ends[this.head + i]! - start;
     out.count = hi - lo;
     return out;
@@ -158,13 +166,18 @@ export class TsvRows {
     return i === 0 ? this.from : this.ends[this.head + i - 1]!;
   }
 
-  /** Room for `bytes` more bytes and `rows` more rows: reclaim the taken rows' space first, then grow. */
+  /**
+   * Room for `bytes` more bytes and `rows` more rows. The taken rows' space
+   * is reused in place only when that leaves at least half the buffer free,
+   * else the buffer doubles: either way a byte is copied O(1) times on
+   * average (reclaiming a sliver of a full buffer at each push would copy it
+   * all each time).
+   */
   private reserve(bytes: number, rows: number): void {
     if (this.used + bytes > this.data.length) {
       const live = this.used - this.from;
       const need = live + bytes;
-      const target = need > this.data.length ? Math.max(need, this.data.length * 2) : this.data.length;
-      const data = target === this.data.length ? this.data : Buffer.allocUnsafe(target);
+      const data = need <= this.data.length >>> 1 ? this.data : Buffer.allocUnsafe(Math.max(need, this.data.length * 2));
       this.data.copy(data, 0, this.from, this.used);
       this.data = data;
       for (let i = this.head; i < this.count; i++) this.ends[i] = this.ends[i]! - this.from;
@@ -173,7 +186,7 @@ export class TsvRows {
     }
     if (this.count + rows > this.ends.length) {
       const live = this.count - this.head;
-      const ends = live + rows > this.ends.length ? new Int32Array(Math.max(live + rows, this.ends.length * 2)) : this.ends;
+      const ends = live + rows <= this.ends.length >>> 1 ? this.ends : new Float64Array(Math.max(live + rows, this.ends.length * 2));
       ends.set(this.ends.subarray(this.head, this.count), 0);
       this.ends = ends;
       this.count = live;
@@ -181,6 +194,10 @@ export class TsvRows {
     }
   }
 }
+
+/** Sizes an emptied TsvRows shrinks back to when it grew past them. */
+const KEEP_BYTES = 8 << 20;
+const KEEP_ROWS = 1 << 16;
 
 const tsvUnescapes: Readonly<Record<string, string>> = { '\\\\': '\\', '\\t': '\t', '\\n': '\n', '\\r': '\r', '\\0': '\0' };
 

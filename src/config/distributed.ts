@@ -67,8 +67,12 @@ export const clickhouseSchema = z
     flushMs: z.number().int().positive().max(60_000).default(1000),
     /** The longest findings, decisions and actions wait: few rows, and what an operator waits to see. */
     urgentFlushMs: z.number().int().nonnegative().max(60_000).default(100),
-    /** Rows held while ClickHouse is down; beyond this the consumer pauses (no loss, bounded memory). */
-    maxBufferedRows: z.number().int().positive().default(200_000),
+    /**
+     * Rows held while ClickHouse is down; beyond this the consumer pauses (no loss, bounded memory).
+     * An event row is some 400 bytes (more for long log lines): the default holds about 80 MB, the
+     * most about 2 GB.
+     */
+    maxBufferedRows: z.number().int().positive().max(5_000_000).default(200_000),
     /** Rows older than this are dropped by a table TTL. */
     retentionDays: z.number().int().positive().max(36500).default(90),
   })
