@@ -64,3 +64,18 @@ export async function pipelineOutput(lines = 20_000, seed = 7): Promise<Pipeline
   }
   return out;
 }
+
+/** A SASL login failure event, with fields to override (a row's worth of every column). */
+export const authEvent = (over: Partial<Extract<Event, { kind: 'auth' }>> = {}): Event => ({
+  kind: 'auth',
+  ts: Date.UTC(2026, 10, 27, 10, 0, 0, 123),
+  host: 'mx1',
+  program: 'saslauthd',
+  src: { file: '/var/log/zimbra.log', offset: 4096 },
+  source: 'saslauthd',
+  protocol: 'smtp',
+  outcome: 'failure',
+  account: 'Alice@Example.com',
+  ip: '203.0.113.7',
+  ...over,
+});

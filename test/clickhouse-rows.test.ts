@@ -17,27 +17,13 @@ import {
 import type { Event } from '../src/core/events.js';
 import type { Finding } from '../src/detect/finding.js';
 import { decisionKey } from '../src/run/runner.js';
-import { pipelineOutput, type PipelineOutput } from './clickhouse-fixtures.js';
+import { authEvent, pipelineOutput, type PipelineOutput } from './clickhouse-fixtures.js';
 
 let out: PipelineOutput;
 let again: PipelineOutput;
 beforeAll(async () => {
   out = await pipelineOutput(12_000);
   again = await pipelineOutput(12_000); // a replay: the same input processed a second time
-});
-
-const authEvent = (over: Partial<Extract<Event, { kind: 'auth' }>> = {}): Event => ({
-  kind: 'auth',
-  ts: Date.UTC(2026, 10, 27, 10, 0, 0, 123),
-  host: 'mx1',
-  program: 'saslauthd',
-  src: { file: '/var/log/zimbra.log', offset: 4096 },
-  source: 'saslauthd',
-  protocol: 'smtp',
-  outcome: 'failure',
-  account: 'Alice@Example.com',
-  ip: '203.0.113.7',
-  ...over,
 });
 
 describe('deterministic ids', () => {

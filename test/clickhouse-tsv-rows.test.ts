@@ -3,21 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { EVENT_COLUMNS, eventRowWithJson, eventTsvLine } from '../src/clickhouse/rows.js';
 import { tabSeparated, TsvRows } from '../src/clickhouse/tsv.js';
 import type { Event } from '../src/core/events.js';
-import { pipelineOutput } from './clickhouse-fixtures.js';
-
-const authEvent = (over: Partial<Extract<Event, { kind: 'auth' }>> = {}): Event => ({
-  kind: 'auth',
-  ts: Date.UTC(2026, 10, 27, 10, 0, 0, 123),
-  host: 'mx1',
-  program: 'saslauthd',
-  src: { file: '/var/log/zimbra.log', offset: 4096 },
-  source: 'saslauthd',
-  protocol: 'smtp',
-  outcome: 'failure',
-  account: 'Alice@Example.com',
-  ip: '203.0.113.7',
-  ...over,
-});
+import { authEvent, pipelineOutput } from './clickhouse-fixtures.js';
 
 const tsvOf = (e: Event, n: number) => {
   const json = JSON.stringify(e);
