@@ -9,9 +9,9 @@ import { createClickhouseClient, type ChClient } from '../../src/clickhouse/clie
 import { sqlString } from '../../src/clickhouse/escape.js';
 import { migrate } from '../../src/clickhouse/migrations.js';
 import { ClickhouseQueries } from '../../src/clickhouse/queries.js';
-import { actionRow, decisionRow, eventRow, findingRow, messageRow } from '../../src/clickhouse/rows.js';
+import { actionRow, decisionRow, EVENT_COLUMNS, eventRow, eventTsvLine, findingRow, messageRow } from '../../src/clickhouse/rows.js';
 import { ClickhouseSink } from '../../src/clickhouse/sink.js';
-import { tabSeparated } from '../../src/clickhouse/tsv.js';
+import { tabSeparated, TsvRows } from '../../src/clickhouse/tsv.js';
 import type { Finding } from '../../src/detect/finding.js';
 import { pipelineOutput, type PipelineOutput } from '../clickhouse-fixtures.js';
 import { chConfig, dropDatabase, sharedClient, testDatabase } from './clickhouse-server.js';
@@ -160,6 +160,31 @@ describe('ClickHouse rows and queries', () => {
       expect(Number(g.offset)).toBe(r.offset);
       expect(Number(g.ts_ms)).toBe(r.ts_ms);
     }
+  });
+
+  it('hostile strings round-trip as event rows encoded at once (TsvRows, what the parse stage stores)', async () => {
+    const base = out.events[0]!;
+    const rows = new TsvRows(EVENT_COLUMNS);
+    const events = HOSTILE.map((h, i) => ({ ...base.event, host: `mx-${h}`, program: h, account: h, ip: h, src: { file: `enc-${h}`, offset: i } }) as typeof base.event);
+    const jsons = HOSTILE.map((h) => JSON.stringify({ h }) + h);
+    events.forEach((e, i) => rows.push(eventTsvLine(e, 0, jsons[i]!)));
+    await client.insert('events', rows);
+    const got = await client.query<{ host: string; program: string; account: string; ip: string; file: string; offset: string; json: string }>(
+      `SELECT host, program, account, ip, file, offset, json FROM ${'`' + db + '`'}.events FINAL WHERE file LIKE 'enc-%' ORDER BY offset`,
+    );
+    expect(got.length).toBe(HOSTILE.length);
+    got.forEach((g, i) => {
+      const h = HOSTILE[i]!;
+      expect({ host: g.host, program: g.program, account: g.account, ip: g.ip, file: g.file, offset: Number(g.offset), json: g.json }, JSON.stringify(h)).toEqual({
+        host: `mx-${h}`,
+        program: h,
+        account: h.toLowerCase(),
+        ip: h,
+        file: `enc-${h}`,
+        offset: i,
+        json: jsons[i],
+      });
+    });
   });
 
   it('a message stored again with more of its story keeps the latest version', async () => {
