@@ -82,8 +82,6 @@ export class ParsePartition {
   storedOnly = 0;
   private out: RoutedItem[] = [];
   private rows: ParsedRows = emptyRows();
-  /** Events whose row could not be made (a non-finite number: a parser bug); sampled into `malformed`. */
-  rowErrors = 0;
   private readonly reads: ((e: Event) => boolean) | undefined;
   private readonly events: Event[] = [];
   private readonly malformed: Malformed[] = [];
@@ -151,11 +149,13 @@ export class ParsePartition {
     const json = JSON.stringify(e ?? m);
     const reads = this.reads;
     if (reads !== undefined) {
-      if (e !== undefined) this.storeEvent(e, n!, json);
-      else this.rows.messages.push(messageRowWithJson(m!, json));
-      if (e !== undefined && !reads(e)) {
-        this.storedOnly++;
-        return;
+      if (e === undefined) this.rows.messages.push(messageRowWithJson(m!, json));
+      else {
+        this.storeEvent(e, n!, json);
+        if (!reads(e)) {
+          this.storedOnly++;
+          return;
+        }
       }
     }
     const routes = routesOf((e ?? m)!);
@@ -177,8 +177,7 @@ export class ParsePartition {
     try {
       line = eventTsvLine(e, n, json);
     } catch {
-      // Not the stage's end: the row is skipped and shown on the dead-letter topic.
-      this.rowErrors++;
+      // A non-finite number (a parser bug), not the stage's end: the row is skipped and shown on the dead-letter topic.
       if (this.malformed.length < 20) this.malformed.push({ file: e.src.file, offset: e.src.offset, line: json.slice(0, 2048), reason: 'event row could not be made' });
       return;
     }
