@@ -3,10 +3,14 @@
 // (through @clickhouse/client, on the CI server's 18.16) and Redis; and
 // scripts/services.sh itself (status, idempotent `up`).
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type KafkaMessage } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../bench/kafka-deployment.js';
 import { CLICKHOUSE_URL, KAFKA_BROKERS, parseStatus, REDIS_URL, serviceCtl } from './helpers/services.js';
 
 const runId = randomBytes(4).toString('hex');
@@ -251,6 +255,48 @@ describe('scripts/services.sh', () => {
     for (const [name, s] of before) {
       expect(after.get(name)?.state, name).toBe('up');
       expect(after.get(name)?.pid, name).toBe(s.pid);
+    }
+  });
+
+  it('keeps a ClickHouse it starts in memory or on disk, as FLOODGATE_CLICKHOUSE_STORAGE says, across down and up', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fg-services-'));
+    const env = { FLOODGATE_SERVICES_DIR: dir, FLOODGATE_CLICKHOUSE_HTTP_PORT: String(await freePort()), FLOODGATE_CLICKHOUSE_TCP_PORT: String(await freePort()) };
+    const url = `http://127.0.0.1:${env.FLOODGATE_CLICKHOUSE_HTTP_PORT}`;
+    const query = async (sql: string) => {
+      const r = await fetch(url, { method: 'POST', body: sql });
+      if (!r.ok) throw new Error(`${sql}: ${await r.text()}`);
+      return (await r.text()).trim();
+    };
+    const memoryDirs = () => new Set(readdirSync('/dev/shm').filter((n) => n.startsWith('floodgate-clickhouse-')));
+    const before = memoryDirs();
+    let created: string[] = [];
+    try {
+      for (const storage of ['memory', 'disk'] as const) {
+        const e = { ...env, FLOODGATE_CLICKHOUSE_STORAGE: storage };
+        const up = await serviceCtl('up', 'clickhouse', 120_000, e);
+        expect(up.stderr).toContain(storage === 'memory' ? 'data in memory: /dev/shm/floodgate-clickhouse-' : `data on disk: ${dir}/clickhouse/data`);
+        expect(parseStatus((await serviceCtl('status', 'clickhouse', 30_000, e)).stdout).get('clickhouse')?.address).toContain(`data:${storage}`);
+        await query(`CREATE TABLE default.kept_${storage} (x UInt8) ENGINE = MergeTree ORDER BY x`);
+        await query(`INSERT INTO default.kept_${storage} VALUES (7)`);
+        // The part's files are where the storage says.
+        created = [...memoryDirs()].filter((n) => !before.has(n));
+        if (storage === 'memory') {
+          expect(created).toHaveLength(1);
+          expect(existsSync(join('/dev/shm', created[0]!, 'data', 'default', `kept_${storage}`))).toBe(true);
+          expect(existsSync(join(dir, 'clickhouse', 'data', 'data', 'default', `kept_${storage}`))).toBe(false);
+        } else {
+          expect(existsSync(join(dir, 'clickhouse', 'data', 'data', 'default', `kept_${storage}`))).toBe(true);
+        }
+        await serviceCtl('down', 'clickhouse', 60_000, e);
+        await serviceCtl('up', 'clickhouse', 120_000, e);
+        expect(await query(`SELECT sum(x) FROM default.kept_${storage}`)).toBe('7');
+        await serviceCtl('down', 'clickhouse', 60_000, e);
+      }
+      await expect(serviceCtl('up', 'clickhouse', 30_000, { ...env, FLOODGATE_CLICKHOUSE_STORAGE: 'ram' })).rejects.toThrow(/FLOODGATE_CLICKHOUSE_STORAGE must be memory, disk or auto \(got 'ram'\)/);
+    } finally {
+      await serviceCtl('down', 'clickhouse', 60_000, env).catch(() => undefined);
+      for (const n of created) rmSync(join('/dev/shm', n), { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

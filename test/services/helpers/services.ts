@@ -31,11 +31,11 @@ export interface ServiceCtlResult {
  * Starting a cold broker can take a while on a loaded 2-core machine, hence
  * the long default timeout.
  */
-export function serviceCtl(action: ServiceAction, name?: ServiceName | ServiceName[], timeoutMs = 300_000): Promise<ServiceCtlResult> {
+export function serviceCtl(action: ServiceAction, name?: ServiceName | ServiceName[], timeoutMs = 300_000, env?: NodeJS.ProcessEnv): Promise<ServiceCtlResult> {
   const names = name === undefined ? [] : Array.isArray(name) ? name : [name];
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    execFile('bash', [SERVICES_SCRIPT, action, ...names], { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile('bash', [SERVICES_SCRIPT, action, ...names], { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024, ...(env ? { env: { ...process.env, ...env } } : {}) }, (err, stdout, stderr) => {
       const ms = performance.now() - started;
       if (err) {
         reject(new Error(`services.sh ${[action, ...names].join(' ')} failed after ${Math.round(ms)} ms: ${err.message}\n${stderr}`));
@@ -49,6 +49,8 @@ export function serviceCtl(action: ServiceAction, name?: ServiceName | ServiceNa
 export interface ServiceStatus {
   name: string;
   state: 'up' | 'down' | 'starting';
+  /** Where it listens (ClickHouse started here adds `data:memory` or `data:disk`). */
+  address: string;
   version: string;
   /** 'services.sh' when this script started it, 'external' when it was already running. */
   startedBy: 'services.sh' | 'external' | '-';
@@ -61,12 +63,13 @@ export function parseStatus(stdout: string): Map<string, ServiceStatus> {
   for (const line of stdout.split('\n')) {
     const cols = line.trim().split(/\s{2,}/);
     if (cols.length !== 5) continue;
-    const [name, state, , version, who] = cols as [string, string, string, string, string];
+    const [name, state, address, version, who] = cols as [string, string, string, string, string];
     if (state !== 'up' && state !== 'down' && state !== 'starting') continue;
     const pid = /^services\.sh \(pid (\d+)\)$/.exec(who)?.[1];
     out.set(name, {
       name,
       state,
+      address,
       version,
       startedBy: pid !== undefined ? 'services.sh' : who === 'external' ? 'external' : '-',
       pid: pid === undefined ? undefined : Number(pid),
