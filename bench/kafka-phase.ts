@@ -18,7 +18,12 @@
  * once); the time from a marker's write to its finding's row being visible
  * in ClickHouse, and to its event's row, found by polling ClickHouse in a
  * tight loop (the schema has no insert-time column: 18.16 has no DateTime64),
- * so each latency is an upper bound by at most one poll cycle.
+ * so each latency is an upper bound by at most one poll cycle. With `hops`,
+ * two more consumers of the bench's own time when a marker reached the lines
+ * and the events topic (the split by hop); they are off by default because
+ * they are not free: on 11-29f they took a quarter of a core (the broker's
+ * share included) of the two that the measured path shares, and the
+ * finding's p99 rose from 458–489 ms without them to 660–839 ms with them.
  */
 import { closeSync, createReadStream, createWriteStream, openSync, readdirSync, writeSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -54,6 +59,8 @@ export interface KafkaPhaseOptions {
   runs?: { throughput: boolean; latency: boolean };
   /** Settings changed in both runs (what-if experiments); printed with the rest. */
   overrides?: Partial<DeploymentSettings>;
+  /** Watch the topics for the markers, to split the latency by hop (costs CPU the measured path shares; see above). */
+  hops?: boolean;
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -415,7 +422,7 @@ async function latencyRun(services: Services, o: KafkaPhaseOptions): Promise<Rec
     const prefix = `${d.id}-lat`;
     let logTs = 0;
 
-    const hops = await watchHops(d, prefix, byAccount);
+    const hops = o.hops ? await watchHops(d, prefix, byAccount) : undefined;
 
     // Poller: one query per table per cycle, for the markers not seen yet.
     let polling = true;
@@ -506,7 +513,7 @@ async function latencyRun(services: Services, o: KafkaPhaseOptions): Promise<Rec
     while (now() < until && markers.some((m) => m.findingAt === undefined || m.eventAt === undefined)) await sleep(50);
     polling = false;
     await poller;
-    await hops.stop();
+    await hops?.stop();
     const dm = await d.workerMetrics();
     const pids = d.pids();
     await d.stop();
@@ -529,7 +536,7 @@ async function latencyRun(services: Services, o: KafkaPhaseOptions): Promise<Rec
       pollCycleMs: { p50: Math.round(sortedCycles[Math.floor(sortedCycles.length / 2)] ?? 0), p99: Math.round(sortedCycles[Math.floor(sortedCycles.length * 0.99)] ?? 0) },
       findingLatency: { ...percentiles(lat(steady, 'findingAt')), missing: steady.filter((m) => m.findingAt === undefined).length },
       eventLatency: { ...percentiles(lat(steady, 'eventAt')), missing: steady.filter((m) => m.eventAt === undefined).length },
-      hops: {
+      hops: !hops ? { note: 'not watched: --kafka-hops adds two consumers of the topics that time each marker per hop, at a cost in CPU (and so in latency) of their own' } : {
         writeToLinesTopic: percentiles(steady.filter((m) => m.linesAt !== undefined).map((m) => m.linesAt! - m.writtenAt)),
         linesToEventsTopic: percentiles(steady.filter((m) => m.linesAt !== undefined && m.itemsAt !== undefined).map((m) => m.itemsAt! - m.linesAt!)),
         eventsTopicToEventRow: percentiles(steady.filter((m) => m.itemsAt !== undefined && m.eventAt !== undefined).map((m) => m.eventAt! - m.itemsAt!)),

@@ -13,6 +13,8 @@
  * (lines/s, default 10,000), --kafka-seconds N (default 40), --kafka-markers N
  * (marker lines per second, default 25), --kafka-runs throughput,latency,
  * --kafka-profile DIR (CPU profiles of ship and detect, summarised),
+ * --kafka-hops (split the latency by hop, with two more consumers that cost
+ * CPU of their own),
  * --kafka-keep (leave the deployments in place), --kafka-settings JSON
  * (change deployment settings in both runs, e.g. '{"compression":"none"}').
  */
@@ -46,6 +48,7 @@ async function main(): Promise<void> {
       'kafka-runs': { type: 'string', default: 'throughput,latency' },
       'kafka-profile': { type: 'string' },
       'kafka-keep': { type: 'boolean', default: false },
+      'kafka-hops': { type: 'boolean', default: false },
       'kafka-settings': { type: 'string' },
     },
   });
@@ -94,6 +97,7 @@ async function main(): Promise<void> {
         ...kafkaOpts,
         ...(values['kafka-profile'] !== undefined ? { profileDir: values['kafka-profile'] } : {}),
         keep: values['kafka-keep'],
+        hops: values['kafka-hops'],
         ...(kafkaOverrides !== undefined ? { overrides: kafkaOverrides } : {}),
       })) as PhaseResult;
       continue;
