@@ -83,6 +83,8 @@ export interface DeploymentSettings {
   /** kafka.compression (lines topic) and kafka.eventsCompression. */
   compression: 'gzip' | 'none';
   eventsCompression: 'gzip' | 'none';
+  /** kafka.linesFetchWaitMs: longest a parse stage's fetch of lines waits for more. */
+  linesFetchWaitMs: number;
   /** clickhouse.flushMs / batchRows (events and messages), urgentFlushMs (findings, decisions, actions). */
   flushMs: number;
   urgentFlushMs: number;
@@ -159,6 +161,7 @@ export class BenchDeployment {
         batchLines: s.batchLines,
         compression: s.compression,
         eventsCompression: s.eventsCompression,
+        linesFetchWaitMs: s.linesFetchWaitMs,
       },
       clickhouse: { url: this.services.clickhouse, database: this.id, flushMs: s.flushMs, urgentFlushMs: s.urgentFlushMs, batchRows: s.batchRows },
       redis: { url: this.services.redis, keyPrefix: `${this.id}:`, snapshotIntervalMs: s.snapshotIntervalMs },

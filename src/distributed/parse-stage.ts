@@ -145,9 +145,9 @@ export class ParseStage {
       maxBytesPerPartition: o.fetchBytesPerPartition ?? 256 << 10,
       // Each batch is a transaction (several requests and a marker per partition written by the broker): at a
       // steady trickle a fetch per shipper send made dozens a second, a good part of the broker's CPU. The
-      // broker holds the fetch until FETCH_MIN_BYTES are there or FETCH_WAIT_MS passed.
+      // broker holds the fetch until FETCH_MIN_BYTES are there or kafka.linesFetchWaitMs passed.
       minBytes: FETCH_MIN_BYTES,
-      maxWaitTimeInMs: FETCH_WAIT_MS,
+      maxWaitTimeInMs: o.cfg.kafka.linesFetchWaitMs,
       readUncommitted: false,
     });
     this.producer = this.createProducer();
@@ -530,8 +530,7 @@ const CHECKPOINT_WAIT_MS = 10_000;
 /** Longest wait between eager opens of a partition whose checkpoint cannot be loaded. */
 const EAGER_OPEN_MAX_WAIT_MS = 15_000;
 
-/** Fetch tuning of the lines consumer (see the constructor): at most this much added latency per batch. */
-const FETCH_WAIT_MS = 50;
+/** Fetch tuning of the lines consumer (see the constructor and kafka.linesFetchWaitMs). */
 const FETCH_MIN_BYTES = 64 << 10;
 /** Route keys whose partition is remembered (cleared when full: a cache, not a bound on anything). */
 const PARTITION_CACHE_KEYS = 100_000;
