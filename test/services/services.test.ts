@@ -3,7 +3,7 @@
 // (through @clickhouse/client, on the CI server's 18.16) and Redis; and
 // scripts/services.sh itself (status, idempotent `up`).
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
@@ -267,26 +267,24 @@ describe('scripts/services.sh', () => {
       if (!r.ok) throw new Error(`${sql}: ${await r.text()}`);
       return (await r.text()).trim();
     };
-    const memoryDirs = () => new Set(readdirSync('/dev/shm').filter((n) => n.startsWith('floodgate-clickhouse-')));
-    const before = memoryDirs();
-    let created: string[] = [];
+    const memoryDirs: string[] = [];
     try {
       for (const storage of ['memory', 'disk'] as const) {
         const e = { ...env, FLOODGATE_CLICKHOUSE_STORAGE: storage };
         const up = await serviceCtl('up', 'clickhouse', 120_000, e);
-        expect(up.stderr).toContain(storage === 'memory' ? 'data in memory: /dev/shm/floodgate-clickhouse-' : `data on disk: ${dir}/clickhouse/data`);
+        const data = /data (?:in memory|on disk): (\S+) \(log /.exec(up.stderr)?.[1];
+        if (storage === 'memory') {
+          expect(data).toMatch(/^\/dev\/shm\/floodgate-clickhouse-/);
+          memoryDirs.push(data!);
+        } else {
+          expect(data).toBe(join(dir, 'clickhouse', 'data'));
+        }
         expect(parseStatus((await serviceCtl('status', 'clickhouse', 30_000, e)).stdout).get('clickhouse')?.address).toContain(`data:${storage}`);
         await query(`CREATE TABLE default.kept_${storage} (x UInt8) ENGINE = MergeTree ORDER BY x`);
         await query(`INSERT INTO default.kept_${storage} VALUES (7)`);
-        // The part's files are where the storage says.
-        created = [...memoryDirs()].filter((n) => !before.has(n));
-        if (storage === 'memory') {
-          expect(created).toHaveLength(1);
-          expect(existsSync(join('/dev/shm', created[0]!, 'data', 'default', `kept_${storage}`))).toBe(true);
-          expect(existsSync(join(dir, 'clickhouse', 'data', 'data', 'default', `kept_${storage}`))).toBe(false);
-        } else {
-          expect(existsSync(join(dir, 'clickhouse', 'data', 'data', 'default', `kept_${storage}`))).toBe(true);
-        }
+        // The table's files are where the storage says, and only there.
+        expect(existsSync(join(data!, 'data', 'default', `kept_${storage}`))).toBe(true);
+        if (storage === 'memory') expect(existsSync(join(dir, 'clickhouse', 'data', 'data', 'default', `kept_${storage}`))).toBe(false);
         await serviceCtl('down', 'clickhouse', 60_000, e);
         await serviceCtl('up', 'clickhouse', 120_000, e);
         expect(await query(`SELECT sum(x) FROM default.kept_${storage}`)).toBe('7');
@@ -295,7 +293,7 @@ describe('scripts/services.sh', () => {
       await expect(serviceCtl('up', 'clickhouse', 30_000, { ...env, FLOODGATE_CLICKHOUSE_STORAGE: 'ram' })).rejects.toThrow(/FLOODGATE_CLICKHOUSE_STORAGE must be memory, disk or auto \(got 'ram'\)/);
     } finally {
       await serviceCtl('down', 'clickhouse', 60_000, env).catch(() => undefined);
-      for (const n of created) rmSync(join('/dev/shm', n), { recursive: true, force: true });
+      for (const d of memoryDirs) rmSync(d, { recursive: true, force: true });
       rmSync(dir, { recursive: true, force: true });
     }
   });
