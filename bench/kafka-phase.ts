@@ -379,6 +379,12 @@ function overTime(markers: Marker[], t0: number): { note: string; maxMsPer2s: nu
  * committed) that note when each marker first shows up there, so the
  * latency splits into ship, parse stage, and detect stage + ClickHouse.
  */
+/** The detect worker's event-loop delays over the run (its first scrape is the bench's last), in ms. */
+function loopDelayOf(m: Map<string, number>): Record<string, number | string> {
+  const ms = (stat: string) => Math.round((m.get(`floodgate_event_loop_delay_seconds{stat="${stat}"}`) ?? Number.NaN) * 1000);
+  return { p50: ms('p50'), p99: ms('p99'), max: ms('max'), note: 'how late the detect worker ran a 10 ms timer during the run: every line, finding and insert of the worker waits behind what holds its event loop' };
+}
+
 async function watchHops(d: BenchDeployment, prefix: string, byAccount: Map<string, Marker>): Promise<{ stop(): Promise<void> }> {
   const kafka = new Kafka({ clientId: 'floodgate-bench-hops', brokers: d.services.kafka, logLevel: logLevel.NOTHING });
   const needle = Buffer.from(prefix);
@@ -555,6 +561,7 @@ async function latencyRun(services: Services, o: KafkaPhaseOptions): Promise<Rec
       findingsStored: metricSum(dm, 'floodgate_findings_total'),
       clickhouseInserts: insertStats(dm),
       checkpoints: metricSum(dm, 'floodgate_checkpoints_total'),
+      ...(settings.splitStages || (settings.detectWorkers ?? 1) > 1 ? {} : { detectEventLoopDelayMs: loopDelayOf(dm) }),
       ...(pollErrors.length > 0 ? { pollErrors } : {}),
       cpu: usage,
       settings,
