@@ -46,4 +46,12 @@ describe('metrics server', () => {
     expect(second.get('floodgate_event_loop_delay_seconds{stat="max"}')).toBeLessThan(0.25);
     expect(second.get('floodgate_event_loop_delay_seconds{stat="p99"}')).toBeLessThan(0.25);
   });
+
+  it('reads an idle loop as not late, not as the sampling interval', async () => {
+    server = await serveMetrics('127.0.0.1', 0, () => [], async () => ({ ok: true }));
+    await scrape(server.address);
+    await new Promise((r) => setTimeout(r, 300));
+    // Node records the time between the 10 ms sampler's firings: about 10 ms when nothing holds the loop.
+    expect((await scrape(server.address)).get('floodgate_event_loop_delay_seconds{stat="p50"}')).toBeLessThan(0.009);
+  });
 });
