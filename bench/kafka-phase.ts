@@ -23,7 +23,8 @@
  * and the events topic (the split by hop); they are off by default because
  * they are not free: on 11-29f they took a quarter of a core (the broker's
  * share included) of the two that the measured path shares, and the
- * finding's p99 rose from 458–489 ms without them to 660–839 ms with them.
+ * finding's p99 rose from 453–501 ms without them (five runs) to 660–839 ms
+ * with them (four).
  */
 import { closeSync, createReadStream, createWriteStream, openSync, readdirSync, writeSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -374,17 +375,17 @@ function overTime(markers: Marker[], t0: number): { note: string; maxMsPer2s: nu
   return { note: 'slowest finding latency of the markers written in each 2 s of the run, in order', maxMsPer2s: out };
 }
 
-/**
- * Two consumers of the bench's own (lines topic as written, events topic as
- * committed) that note when each marker first shows up there, so the
- * latency splits into ship, parse stage, and detect stage + ClickHouse.
- */
 /** The detect worker's event-loop delays over the run (its first scrape is the bench's last), in ms. */
 function loopDelayOf(m: Map<string, number>): Record<string, number | string> {
   const ms = (stat: string) => Math.round((m.get(`floodgate_event_loop_delay_seconds{stat="${stat}"}`) ?? Number.NaN) * 1000);
   return { p50: ms('p50'), p99: ms('p99'), max: ms('max'), note: 'how late the detect worker ran a 10 ms timer during the run: every line, finding and insert of the worker waits behind what holds its event loop' };
 }
 
+/**
+ * Two consumers of the bench's own (lines topic as written, events topic as
+ * committed) that note when each marker first shows up there, so the
+ * latency splits into ship, parse stage, and detect stage + ClickHouse.
+ */
 async function watchHops(d: BenchDeployment, prefix: string, byAccount: Map<string, Marker>): Promise<{ stop(): Promise<void> }> {
   const kafka = new Kafka({ clientId: 'floodgate-bench-hops', brokers: d.services.kafka, logLevel: logLevel.NOTHING });
   const needle = Buffer.from(prefix);
