@@ -83,3 +83,11 @@ const tsvNamed: Readonly<Record<string, string>> = { '\\': '\\\\', '\t': '\\t', 
 export function tsvField(value: string): string {
   return tsvSpecial.test(value) ? value.replace(tsvSpecialAll, (c) => tsvNamed[c]!) : value;
 }
+
+const tsvUnnamed: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(tsvNamed).map(([c, e]) => [e, c]));
+const tsvEscapeAll = /\\[\\tnr0]/g;
+
+/** tsvField backwards, from the same table (for showing a stored row; ClickHouse does its own reading). */
+export function unescapeTsvField(field: string): string {
+  return field.includes('\\') ? field.replace(tsvEscapeAll, (e) => tsvUnnamed[e]!) : field;
+}

@@ -9,7 +9,7 @@
  * DateTime fields are epoch seconds, as in JSONEachRow: ClickHouse (18.16
  * and current) reads a plain number there as a Unix timestamp.
  */
-import { tsvField } from './escape.js';
+import { tsvField, unescapeTsvField } from './escape.js';
 
 export interface TabSeparatedBody {
   /** The first row's keys, in order: every row is read in this order. */
@@ -198,10 +198,3 @@ export class TsvRows {
 /** Sizes an emptied TsvRows shrinks back to when it grew past them. */
 const KEEP_BYTES = 8 << 20;
 const KEEP_ROWS = 1 << 16;
-
-const tsvUnescapes: Readonly<Record<string, string>> = { '\\\\': '\\', '\\t': '\t', '\\n': '\n', '\\r': '\r', '\\0': '\0' };
-
-/** tsvField backwards (for showing a row; ClickHouse does its own reading). */
-function unescapeTsvField(f: string): string {
-  return f.includes('\\') ? f.replace(/\\[\\tnr0]/g, (s) => tsvUnescapes[s]!) : f;
-}
