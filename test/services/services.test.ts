@@ -3,7 +3,7 @@
 // (through @clickhouse/client, on the CI server's 18.16) and Redis; and
 // scripts/services.sh itself (status, idempotent `up`).
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
@@ -270,7 +270,8 @@ describe('scripts/services.sh', () => {
     const memoryDirs: string[] = [];
     try {
       for (const storage of ['memory', 'disk'] as const) {
-        const e = { ...env, FLOODGATE_CLICKHOUSE_STORAGE: storage };
+        // The disk run also checks that an empty allocator setting leaves jemalloc's defaults.
+        const e = { ...env, FLOODGATE_CLICKHOUSE_STORAGE: storage, ...(storage === 'disk' ? { FLOODGATE_CLICKHOUSE_MALLOC_CONF: '' } : {}) };
         const up = await serviceCtl('up', 'clickhouse', 120_000, e);
         const data = /data (?:in memory|on disk): (\S+) \(log /.exec(up.stderr)?.[1];
         if (storage === 'memory') {
@@ -279,7 +280,11 @@ describe('scripts/services.sh', () => {
         } else {
           expect(data).toBe(join(dir, 'clickhouse', 'data'));
         }
-        expect(parseStatus((await serviceCtl('status', 'clickhouse', 30_000, e)).stdout).get('clickhouse')?.address).toContain(`data:${storage}`);
+        const status = parseStatus((await serviceCtl('status', 'clickhouse', 30_000, e)).stdout).get('clickhouse');
+        expect(status?.address).toContain(`data:${storage}`);
+        // The server runs with the allocator setting services.sh gives it (see its header for why).
+        const malloc = readFileSync(`/proc/${status!.pid}/environ`, 'utf8').split('\0').find((v) => v.startsWith('MALLOC_CONF='));
+        expect(malloc).toBe(storage === 'memory' ? 'MALLOC_CONF=narenas:2,dirty_decay_ms:-1,muzzy_decay_ms:-1' : 'MALLOC_CONF=');
         await query(`CREATE TABLE default.kept_${storage} (x UInt8) ENGINE = MergeTree ORDER BY x`);
         await query(`INSERT INTO default.kept_${storage} VALUES (7)`);
         // The table's files are where the storage says, and only there.
