@@ -4,7 +4,7 @@ import { tabSeparated } from '../src/clickhouse/tsv.js';
 import type { Event } from '../src/core/events.js';
 import type { Message } from '../src/correlator/message.js';
 import { ParsePartition } from '../src/distributed/parse-partition.js';
-import { decodeItems, encodeItems, requestsWithin, type RoutedItem } from '../src/distributed/wire.js';
+import { BLOCK_BYTES, decodeChunk, decodeItems, encodeChunk, encodeItems, linesOf, requestsWithin, type RoutedItem } from '../src/distributed/wire.js';
 import { ZoneClock } from '../src/envelope/zone.js';
 
 const rec = (topic: string, partition: number | undefined, bytes: number, n: number) => ({ topic, ...(partition === undefined ? {} : { partition }), value: Buffer.alloc(bytes, 97), n });
@@ -152,5 +152,51 @@ describe('items the parse stage routes', () => {
     expect(part.storedOnly).toBe(3);
     expect(part.takeRows().events.length).toBe(0); // taken once
     expect(plain.takeRows().events.length).toBe(0); // a partition that does not store makes none
+  });
+});
+
+describe('linesOf and the record size (no string over a block: V8 maps each large string afresh)', () => {
+  // A deterministic mix: ASCII, 2- to 4-byte UTF-8, an invalid lead byte right before a newline, empty lines, and lines longer than a block.
+  function sample(seed: number, lines: number): Buffer {
+    let x = seed;
+    const rnd = (n: number) => ((x = (x * 1103515245 + 12345) >>> 0) >>> 8) % n;
+    const parts: Buffer[] = [];
+    for (let i = 0; i < lines; i++) {
+      const kind = rnd(20);
+      if (kind === 0) parts.push(Buffer.from('x'.repeat(BLOCK_BYTES + rnd(5000))));
+      else if (kind === 1) parts.push(Buffer.from([0x61, 0xe2, 0x82])); // truncated 3-byte sequence
+      else if (kind === 2) parts.push(Buffer.alloc(0));
+      else parts.push(Buffer.from(`line ${i} ü€𝄞 `.repeat(1 + rnd(400))));
+      parts.push(Buffer.from('\n'));
+    }
+    return Buffer.concat(parts);
+  }
+
+  it('gives what toString().split() gives, for any start and end', () => {
+    for (const seed of [1, 2, 3]) {
+      const buf = sample(seed, 300);
+      expect(buf.length).toBeGreaterThan(4 * BLOCK_BYTES);
+      for (const [a, b] of [[0, buf.length], [7, buf.length - 3], [0, BLOCK_BYTES + 1], [0, 0], [100, BLOCK_BYTES * 3]] as const) {
+        expect(linesOf(buf, a, b)).toEqual(buf.toString('utf8', a, b).split('\n'));
+      }
+    }
+  });
+
+  it('decodes a chunk far bigger than a block to its lines and offsets', () => {
+    const lines = Array.from({ length: 3000 }, (_, i) => `Nov 28 10:00:00 mx1 postfix/smtpd[1]: line ${i} ${'é'.repeat(i % 50)}`);
+    const offsets = lines.map((_, i) => i * 100);
+    const buf = encodeChunk({ host: 'mx1', file: '/var/log/mail.log', source: 'mx1:1:2:0', format: 'auto', mtime: 1, offsets, lines });
+    expect(buf.length).toBeGreaterThan(3 * BLOCK_BYTES);
+    const back = decodeChunk(buf);
+    expect(back.lines).toEqual(lines);
+    expect(back.offsets).toEqual(offsets);
+  });
+
+  it('cuts event records at a block by default', () => {
+    const items: RoutedItem[] = Array.from({ length: 2000 }, (_, i) => ({ route: { kind: 'account', key: `u${i}@example.com` }, primary: true, n: 0, event: { kind: 'auth', ts: i, host: 'mx1', program: 'postfix/smtpd', account: `u${i}@example.com`, ip: '192.0.2.1', ok: true, service: 'smtp', file: '/var/log/mail.log', offset: i, pad: 'p'.repeat(200) } as unknown as Event }));
+    const records = encodeItems(items);
+    expect(records.length).toBeGreaterThan(4);
+    for (const r of records) expect(r.length).toBeLessThanOrEqual(BLOCK_BYTES);
+    expect(records.flatMap((r) => decodeItems(r, (reason) => { throw new Error(reason); })).map((it) => it.route.key)).toEqual(items.map((it) => it.route.key));
   });
 });

@@ -4,7 +4,8 @@
  * one host's lines stay in order in one partition (the parse stage joins a
  * message's lines by host and queue id).
  *
- * Delivery: a follower batch becomes one Kafka record; the follower waits for
+ * Delivery: a follower batch becomes one Kafka send of one or more records
+ * (each at most about BLOCK_BYTES, see wire.ts); the follower waits for
  * the broker's acknowledgement (acks=all, idempotent producer) before reading
  * on, and its position is saved only after that. When Kafka is down the send
  * fails, the follower retries the same batch with backoff and reads nothing
@@ -18,7 +19,7 @@ import type { FloodgateConfig } from '../config/config.js';
 import { Follower, type FollowLine, type FollowPosition } from '../input/follower.js';
 import type { Logger } from './log.js';
 import { loadShipState, positionOf, saveShipState, type ShipState } from './ship-state.js';
-import { encodeChunk } from './wire.js';
+import { BLOCK_BYTES, encodeChunk } from './wire.js';
 
 export interface ShipMetrics {
   linesShipped: number;
@@ -99,21 +100,28 @@ export class Shipper {
   }
 
   private async send(run: InputRun, batch: FollowLine[], pos: FollowPosition): Promise<void> {
-    const lines = new Array<string>(batch.length);
-    const offsets = new Array<number>(batch.length);
-    for (let i = 0; i < batch.length; i++) {
-      lines[i] = batch[i]!.line;
-      offsets[i] = batch[i]!.offset;
+    const source = `${run.host}:${pos.dev}:${pos.ino}:${run.generation}`;
+    const mtime = this.now();
+    const values: Buffer[] = [];
+    // The header's fixed part, and per line its text, newline and offset step (a few digits).
+    const base = 128 + run.host.length + run.path.length + source.length;
+    let lines: string[] = [];
+    let offsets: number[] = [];
+    let size = base;
+    const cut = () => {
+      values.push(encodeChunk({ host: run.host, file: run.path, source, format: run.format, mtime, offsets, lines }));
+      lines = [];
+      offsets = [];
+      size = base;
+    };
+    for (const { line, offset } of batch) {
+      const bytes = Buffer.byteLength(line) + 12;
+      if (lines.length > 0 && size + bytes > BLOCK_BYTES) cut();
+      lines.push(line);
+      offsets.push(offset);
+      size += bytes;
     }
-    const value = encodeChunk({
-      host: run.host,
-      file: run.path,
-      source: `${run.host}:${pos.dev}:${pos.ino}:${run.generation}`,
-      format: run.format,
-      mtime: this.now(),
-      offsets,
-      lines,
-    });
+    if (lines.length > 0) cut();
     this.metrics.inFlightLines += batch.length;
     const t0 = performance.now();
     try {
@@ -121,7 +129,7 @@ export class Shipper {
         topic: this.cfg.kafka.topics.lines,
         acks: -1,
         compression: this.cfg.kafka.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
-        messages: [{ key: this.host, value }],
+        messages: values.map((value) => ({ key: this.host, value })),
       });
     } finally {
       this.metrics.inFlightLines -= batch.length;
@@ -132,7 +140,7 @@ export class Shipper {
     }
     this.metrics.lastSendMs = performance.now() - t0;
     this.metrics.linesShipped += batch.length;
-    this.metrics.bytesShipped += value.length;
+    for (const v of values) this.metrics.bytesShipped += v.length;
     this.metrics.batches++;
     this.state.inputs[run.path] = { position: positionOf(pos), generation: run.generation };
     this.scheduleSave();
