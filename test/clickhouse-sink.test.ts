@@ -179,6 +179,34 @@ describe('ClickhouseSink with rows already encoded (TsvRows)', () => {
     expect(stored.flat()).toEqual([...Array.from({ length: 100 }, (_, i) => `e${i}`), 'o1', 'o2']);
   });
 
+  it('an insert that takes the whole queue sends its rows intact while more arrive, and the next insert reuses its emptied buffer', async () => {
+    const bodies: string[] = [];
+    const buffers: ArrayBufferLike[] = [];
+    let release: (() => void) | undefined;
+    const base = recordingClient(() => 0);
+    const client: typeof base = {
+      ...base,
+      insert: async (_table, rows) => {
+        const body = (rows as TsvRows).body();
+        buffers.push(body.buffer);
+        // Held open while rows keep arriving: the body is read only at the end, as an HTTP request streams it.
+        if (bodies.length === 0) await new Promise<void>((r) => (release = r));
+        bodies.push(body.toString('utf8'));
+      },
+    };
+    const sink = new ClickhouseSink(client, { batchRows: 1000, flushMs: 0, maxBufferedRows: 10_000 });
+    sink.add('events', encoded(0, 500));
+    await vi.waitFor(() => expect(release).toBeDefined());
+    for (let k = 0; k < 20; k++) sink.add('events', encoded(500 + k * 25, 25)); // 500 more, enough to move a shared buffer
+    release!();
+    await sink.flush();
+    sink.add('events', encoded(1000, 10));
+    await sink.flush();
+    const ids = (body: string) => body.split('\n').filter((l) => l !== '').map((l) => l.split('\t')[0]);
+    expect(bodies.map(ids)).toEqual([0, 500, 1000].map((from, i) => Array.from({ length: i === 2 ? 10 : 500 }, (_, k) => `e${from + k}`)));
+    expect(buffers[2]).toBe(buffers[0]); // the first insert's buffer, emptied, took the third's rows
+  });
+
   it('a row the server refuses is isolated by halving and dead-lettered with its fields readable; its neighbours are stored', async () => {
     const stored: string[] = [];
     const base = recordingClient(() => 0);

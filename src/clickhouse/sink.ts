@@ -75,6 +75,8 @@ interface TableQueue {
   rows: object[];
   /** Rows added already encoded (see TsvRows), stored before the objects; they may come together (see add). */
   encoded: TsvRows | undefined;
+  /** The emptied buffer of the last insert that took `encoded` whole, reused as the next `encoded`. */
+  spare: TsvRows | undefined;
   /** This table's flush delay (SinkOptions.tableFlushMs, else flushMs). */
   flushMs: number;
   /** Rows ever added / stored (or dead-lettered); flush targets compare these. */
@@ -240,7 +242,7 @@ export class ClickhouseSink {
   private queue(table: string): TableQueue {
     let q = this.queues.get(table);
     if (!q) {
-      q = { rows: [], encoded: undefined, flushMs: this.o.tableFlushMs?.[table] ?? this.o.flushMs, added: 0, done: 0, writing: false, due: false, waitingSince: undefined, timer: undefined, waiters: [] };
+      q = { rows: [], encoded: undefined, spare: undefined, flushMs: this.o.tableFlushMs?.[table] ?? this.o.flushMs, added: 0, done: 0, writing: false, due: false, waitingSince: undefined, timer: undefined, waiters: [] };
       this.queues.set(table, q);
     }
     return q;
@@ -281,16 +283,26 @@ export class ClickhouseSink {
     try {
       while (!this.stopped && pending(q) > 0 && (q.due || pending(q) >= this.o.batchRows)) {
         const enc = q.encoded !== undefined && q.encoded.length > 0 ? q.encoded : undefined;
-        const batch: InsertRows = enc !== undefined ? enc.slice(0, this.o.batchRows) : q.rows.slice(0, this.o.batchRows);
         const waitedBefore = pending(q);
+        // Encoded rows that fit one insert go as they are, not copied: rows added meanwhile go to the spare buffer.
+        const whole = enc !== undefined && enc.length <= this.o.batchRows;
+        const batch: InsertRows = whole ? enc : enc !== undefined ? enc.slice(0, this.o.batchRows) : q.rows.slice(0, this.o.batchRows);
+        if (whole) {
+          q.encoded = q.spare;
+          q.spare = undefined;
+        }
         q.waitingSince = undefined;
+        const n = batch.length;
         await this.store(table, batch);
-        if (enc !== undefined) enc.shift(batch.length);
-        else q.rows.splice(0, batch.length);
-        this.settle(q, batch.length);
+        if (whole) {
+          enc.shift(n);
+          q.spare = enc;
+        } else if (enc !== undefined) enc.shift(n);
+        else q.rows.splice(0, n);
+        this.settle(q, n);
         // Rows that arrived during the insert wait their own flushMs unless a flush() is waiting for them:
         // going on at once made a table under steady load insert back to back, whatever its flushMs.
-        q.due = q.waiters.length > 0 || waitedBefore > batch.length;
+        q.due = q.waiters.length > 0 || waitedBefore > n;
       }
     } catch (e) {
       // Only a stop ends a store early; anything else is a bug worth seeing.

@@ -195,6 +195,12 @@ export class TsvRows {
   }
 }
 
-/** Sizes an emptied TsvRows shrinks back to when it grew past them. */
-const KEEP_BYTES = 8 << 20;
+/**
+ * Sizes an emptied TsvRows shrinks back to when it grew past them: a full
+ * insert of event rows (clickhouse.batchRows 50,000 of some 450 bytes) fits,
+ * so the sink's buffers are reused from batch to batch instead of regrown
+ * (each regrowth copied the rows again into freshly mapped pages); only a
+ * backlog's bigger buffer is given back.
+ */
+const KEEP_BYTES = 32 << 20;
 const KEEP_ROWS = 1 << 16;
