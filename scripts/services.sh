@@ -33,7 +33,7 @@
 # took fresh pages from the kernel, 1.1-1.5 M page faults in one bench
 # throughput run; in these VMs a fault costs microseconds, and 38-40% of
 # ClickHouse's CPU was in the kernel. Kept, the same run faults 60-220 k
-# times and ClickHouse takes 9-11 us of CPU per line instead of 16-18. The
+# times and ClickHouse takes 8-11 us of CPU per line instead of 16-18. The
 # price: the server holds its peak (1.3 GB in that run) until `down`.
 set -euo pipefail
 
