@@ -34,7 +34,8 @@
 # throughput run; in these VMs a fault costs microseconds, and 38-40% of
 # ClickHouse's CPU was in the kernel. Kept, the same run faults 60-220 k
 # times and ClickHouse takes 8-11 us of CPU per line instead of 16-18. The
-# price: the server holds its peak (1.3 GB in that run) until `down`.
+# price: the server holds the most memory it ever used until `down` (1.3 GB
+# after two throughput runs, 3 GB after a day of bench runs).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -410,6 +411,9 @@ ch_up() {
   local data
   data=$(ch_data_in_use)
   say "clickhouse: starting; data $([ "$(ch_storage_in_use)" = memory ] && echo in memory || echo on disk): $data (log $CH_LOG)"
+  if [ -n "$CH_MALLOC_CONF" ]; then
+    say "clickhouse: its allocator keeps the memory it frees until down (MALLOC_CONF=$CH_MALLOC_CONF; FLOODGATE_CLICKHOUSE_MALLOC_CONF= for jemalloc's defaults)"
+  fi
   if [ "$data" != "$CH_DIR/data" ] && [ -d "$CH_DIR/data/metadata" ]; then
     say "clickhouse: the data on disk in $CH_DIR/data is left as it is (FLOODGATE_CLICKHOUSE_STORAGE=disk serves it again)"
   fi

@@ -285,6 +285,8 @@ describe('scripts/services.sh', () => {
         // The server runs with the allocator setting services.sh gives it (see its header for why).
         const malloc = readFileSync(`/proc/${status!.pid}/environ`, 'utf8').split('\0').find((v) => v.startsWith('MALLOC_CONF='));
         expect(malloc).toBe(storage === 'memory' ? 'MALLOC_CONF=narenas:2,dirty_decay_ms:-1,muzzy_decay_ms:-1' : 'MALLOC_CONF=');
+        // ...and says so when it starts, so that its memory is no surprise.
+        expect(/allocator keeps the memory it frees/.test(up.stderr)).toBe(storage === 'memory');
         await query(`CREATE TABLE default.kept_${storage} (x UInt8) ENGINE = MergeTree ORDER BY x`);
         await query(`INSERT INTO default.kept_${storage} VALUES (7)`);
         // The table's files are where the storage says, and only there.
