@@ -83,7 +83,11 @@ interface PartState {
   stored: bigint;
   /** `stored` as last committed for the stored group. */
   storedCommitted: bigint;
-  /** Opened without a checkpoint: messages rebuilt by a silent re-read miss their start and are not stored. */
+  /**
+   * Opened without a checkpoint, past the partition's first record (or a gap
+   * skipped records): messages rebuilt by a silent re-read may miss their
+   * start and are not stored. A re-read from offset 0 has every line.
+   */
   partial: boolean;
   /** The checkpoint being stored and saved in the background, if any. */
   checkpointRun: Promise<void> | undefined;
@@ -322,7 +326,7 @@ export class ParseStage {
       }
     }
     this.o.log.info({ stage: 'parse', partition, from: String(next), committed: String(committed), restored }, 'partition opened');
-    return { st, next, silentUntil: committed, seekTo: undefined, staleBatches: 0, lastSnapshotAt: this.now(), snapshotOffset: next, stored: next, storedCommitted, partial: !restored, checkpointRun: undefined };
+    return { st, next, silentUntil: committed, seekTo: undefined, staleBatches: 0, lastSnapshotAt: this.now(), snapshotOffset: next, stored: next, storedCommitted, partial: !restored && next > 0n, checkpointRun: undefined };
   }
 
   private async onBatch({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
@@ -347,6 +351,7 @@ export class ParseStage {
     if (sought === 'gap') {
       this.o.log.warn({ stage: 'parse', partition, checkpoint: String(ps.next), logStart: first.offset }, 'records between the checkpoint and the log start are gone (retention); open messages may be incomplete');
       ps.next = BigInt(first.offset);
+      ps.partial = true;
     }
 
     const outputs: RoutedItem[] = [];

@@ -174,4 +174,70 @@ describe('parse stage storing its rows', () => {
     expect(second.metrics.items).toBeGreaterThan(0);
     await producer.disconnect();
   }, 240_000);
+
+  it('stores the messages too when nothing was ever stored: a re-read from the partition\'s first record has every line', async () => {
+    // The first owner loses every row from the start (ClickHouse away before its first checkpoint, then a
+    // crash): no checkpoint, no stored offset. Its successor re-reads from offset 0, which is the whole
+    // partition, so the messages it rebuilds are complete and must be stored, not only the events.
+    const id2 = `${id}b`;
+    const cfg2 = stageConfig(id2, { kafka: { partitions: 1 }, clickhouse: { url: CLICKHOUSE_URL, database: id2 }, redis: { snapshotIntervalMs: 200 } });
+    const client2 = createClickhouseClient(cfg2.clickhouse);
+    try {
+      const admin = kafka.admin();
+      await admin.connect();
+      await ensureTopics(admin, cfg2.kafka, log);
+      await admin.disconnect();
+      await migrate(client2, cfg2.clickhouse);
+      const { values } = shipperChunks({ host: 'mx1', seed: 22, lines: 4000, perChunk: 1000 });
+      const offline = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: cfg2.correlator.idleTimeoutMs, maxEntries: cfg2.correlator.maxEntries, stores: { reads: detectionReads(cfg2.enabledDetectors) } });
+      const messageIds = new Set<string>();
+      let events = 0;
+      for (const v of values) {
+        offline.feed(decodeChunk(v));
+        const rows = offline.takeRows();
+        events += rows.events.length;
+        for (const m of rows.messages) messageIds.add(m.id);
+      }
+      expect(messageIds.size).toBeGreaterThan(10);
+
+      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+      await producer.connect();
+      const snapshots = new PartitionSnapshots(redis, cfg2.redis.keyPrefix);
+      const sink1 = new LosingSink(client2, sinkOptions);
+      sink1.lose = true;
+      sinks.push(sink1);
+      const first = new ParseStage({ cfg: cfg2, kafka, snapshots, sink: sink1, zone: new ZoneClock('UTC'), log, workerId: 'first', eventPartitions: 1 });
+      stages.push(first);
+      await first.start();
+      for (const v of values) await producer.send({ topic: cfg2.kafka.topics.lines, acks: -1, messages: [{ partition: 0, key: 'mx1', value: v }] });
+      await waitFor('every record parsed by the first owner', async () => (first.metrics.records === values.length ? true : undefined), 60_000, () => JSON.stringify(first.metrics));
+      await first.stop();
+      stages.splice(stages.indexOf(first), 1);
+      await producer.disconnect();
+      const count2 = (table: string) => count(`SELECT uniqExact(id) AS n FROM \`${id2}\`.${table}`);
+      expect(await count2('events')).toBe(0);
+      expect(await count2('messages')).toBe(0);
+
+      const second = new ParseStage({ cfg: cfg2, kafka, snapshots, sink: new ClickhouseSink(client2, sinkOptions), zone: new ZoneClock('UTC'), log, workerId: 'second', eventPartitions: 1 });
+      stages.push(second);
+      await second.start();
+      let seen = '';
+      await waitFor(
+        'every event and message stored by the second owner',
+        async () => {
+          const [e, m] = [await count2('events'), await count2('messages')];
+          seen = `events ${e}/${events}, messages ${m}/${messageIds.size}`;
+          return e === events && m === messageIds.size ? true : undefined;
+        },
+        90_000,
+        () => `${seen}; ${JSON.stringify(second.metrics)}`,
+      );
+      expect(second.metrics.restores).toBe(0);
+      expect(second.metrics.silentRecords).toBe(values.length); // all of it re-read silently: nothing produced twice
+      expect(second.metrics.items).toBe(0);
+    } finally {
+      await client2.close();
+      await removeTestDeployment(id2);
+    }
+  }, 240_000);
 });
