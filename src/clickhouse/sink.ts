@@ -294,11 +294,9 @@ export class ClickhouseSink {
         q.waitingSince = undefined;
         const n = batch.length;
         await this.store(table, batch);
-        if (whole) {
-          enc.shift(n);
-          q.spare = enc;
-        } else if (enc !== undefined) enc.shift(n);
+        if (enc !== undefined) enc.shift(n);
         else q.rows.splice(0, n);
+        if (whole) q.spare = enc;
         this.settle(q, n);
         // Rows that arrived during the insert wait their own flushMs unless a flush() is waiting for them:
         // going on at once made a table under steady load insert back to back, whatever its flushMs.

@@ -66,6 +66,18 @@ async function storedOffset(): Promise<number> {
   }
 }
 
+/** Topics and tables of a test deployment. */
+async function deploy(c: typeof cfg, ch: typeof client): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await ensureTopics(admin, c.kafka, log);
+  } finally {
+    await admin.disconnect();
+  }
+  await migrate(ch, c.clickhouse);
+}
+
 async function count(sql: string): Promise<number> {
   const rows = await client.query<{ n: number | string }>(sql);
   return Number(rows[0]?.n ?? 0);
@@ -73,11 +85,7 @@ async function count(sql: string): Promise<number> {
 
 describe('parse stage storing its rows', () => {
   it('stores every event once, routes only what detection reads, and re-stores lost rows from the stored offset without a checkpoint', async () => {
-    const admin = kafka.admin();
-    await admin.connect();
-    await ensureTopics(admin, cfg.kafka, log);
-    await admin.disconnect();
-    await migrate(client, cfg.clickhouse);
+    await deploy(cfg, client);
 
     const { values } = shipperChunks({ host: 'mx1', seed: 21, lines: 7000, perChunk: 1000 });
     // The first owner gets all but the last record; the last one goes to the second owner only after it has
@@ -183,11 +191,7 @@ describe('parse stage storing its rows', () => {
     const cfg2 = stageConfig(id2, { kafka: { partitions: 1 }, clickhouse: { url: CLICKHOUSE_URL, database: id2 }, redis: { snapshotIntervalMs: 200 } });
     const client2 = createClickhouseClient(cfg2.clickhouse);
     try {
-      const admin = kafka.admin();
-      await admin.connect();
-      await ensureTopics(admin, cfg2.kafka, log);
-      await admin.disconnect();
-      await migrate(client2, cfg2.clickhouse);
+      await deploy(cfg2, client2);
       const { values } = shipperChunks({ host: 'mx1', seed: 22, lines: 4000, perChunk: 1000 });
       const offline = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: cfg2.correlator.idleTimeoutMs, maxEntries: cfg2.correlator.maxEntries, stores: { reads: detectionReads(cfg2.enabledDetectors) } });
       const messageIds = new Set<string>();
