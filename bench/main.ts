@@ -27,12 +27,9 @@ import { parseArgs } from 'node:util';
 import { writeLog } from './generate.js';
 import { kafkaPhase, parseKafkaSettings } from './kafka-phase.js';
 import { probeMachine } from './machine-probe.js';
+import { withSpread, type RunResult } from './spread.js';
 
-interface PhaseResult {
-  phase: string;
-  linesPerSec: number;
-  [k: string]: unknown;
-}
+type PhaseResult = RunResult;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -102,15 +99,14 @@ async function main(): Promise<void> {
       })) as PhaseResult;
       continue;
     }
-    let best: PhaseResult | undefined;
+    const all: PhaseResult[] = [];
     for (let i = 0; i < runs; i++) {
       process.stderr.write(`bench: ${phase} run ${i + 1}/${runs}\n`);
       const out = execFileSync(process.execPath, [phaseJs, phase, file], { encoding: 'utf8', maxBuffer: 1 << 20 });
-      const r = JSON.parse(out) as PhaseResult;
-      if (!best || r.linesPerSec > best.linesPerSec) best = r;
+      all.push(JSON.parse(out) as PhaseResult);
       if (phase === 'state-memory') break; // one run: it measures memory, not speed
     }
-    results[phase] = best!;
+    results[phase] = withSpread(all);
   }
   const cpu = cpus()[0];
   process.stdout.write(
@@ -125,7 +121,7 @@ async function main(): Promise<void> {
         machine,
         input: { file, lines, bytes: statSync(file).size, seed, generatedNow: generated, generateSeconds: Number(genSeconds.toFixed(1)) },
         runsPerPhase: runs,
-        note: 'best of runs; each phase in a fresh single-threaded process; peakRssMb is that process\'s max RSS; kafka: one run over several processes (see its notes)',
+        note: 'best of runs (`runs` lists them all, with their median); each phase in a fresh single-threaded process; peakRssMb is that process\'s max RSS; kafka: one run over several processes (see its notes)',
         envelopeParse: results['envelope-parse'],
         parseCorrelate: results['parse-correlate'],
         pipeline: results['pipeline'],

@@ -16,9 +16,21 @@ import { parseFiles } from '../src/pipeline/parse-files.js';
 
 const rssMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
 
+/**
+ * CPU this process used since `from` (user + system, every thread: GC helpers
+ * too), per line. On these VMs wall time of the same run varies by ±15% from
+ * one run to the next; CPU time less so, and it shows what a run cost.
+ */
+function cpuOf(from: NodeJS.CpuUsage, lines: number): { cpuSeconds: number; cpuMicrosPerLine: number } {
+  const u = process.cpuUsage(from);
+  const us = u.user + u.system;
+  return { cpuSeconds: Number((us / 1e6).toFixed(3)), cpuMicrosPerLine: Number((us / Math.max(1, lines)).toFixed(2)) };
+}
+
 async function parsePhase(phase: string, file: string): Promise<Record<string, unknown>> {
   const correlate = phase === 'parse-correlate';
   let messages = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const r = await parseFiles([file], { zone: new ZoneClock('UTC'), year: 2026, correlate, onMessage: correlate ? () => void messages++ : undefined });
   const seconds = (performance.now() - t0) / 1000;
@@ -29,6 +41,7 @@ async function parsePhase(phase: string, file: string): Promise<Record<string, u
     seconds: Number(seconds.toFixed(3)),
     linesPerSec: Math.round(s.lines / seconds),
     mbPerSec: Number((r.bytes / 1048576 / seconds).toFixed(1)),
+    ...cpuOf(c0, s.lines),
     peakRssMb: rssMb(),
     events: s.events,
     unknown: s.unknown,
@@ -42,6 +55,7 @@ const benchSite = { localDomains: ['example.com'], outboundIps: ['198.51.100.10'
 async function pipelinePhase(file: string): Promise<Record<string, unknown>> {
   const cfg = validateConfig({ site: benchSite });
   const p = new DetectPipeline(cfg, {});
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const r = await mergeInputs([{ path: file }], p.lines, (rec) => p.feed(rec), { zone: new ZoneClock('UTC'), year: 2026 });
   await p.finish();
@@ -52,6 +66,7 @@ async function pipelinePhase(file: string): Promise<Record<string, unknown>> {
     seconds: Number(seconds.toFixed(3)),
     linesPerSec: Math.round(p.stats.lines / seconds),
     mbPerSec: Number((r.bytes / 1048576 / seconds).toFixed(1)),
+    ...cpuOf(c0, p.stats.lines),
     peakRssMb: rssMb(),
     messages: p.stats.messages,
     findings: p.counters.findings,
