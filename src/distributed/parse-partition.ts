@@ -85,6 +85,8 @@ export class ParsePartition {
   private readonly reads: ((e: Event) => boolean) | undefined;
   private readonly events: Event[] = [];
   private readonly malformed: Malformed[] = [];
+  /** Set during a feed that only rebuilds state (see feed). */
+  private rebuilding = false;
 
   constructor(o: ParsePartitionOptions) {
     this.zone = o.zone;
@@ -92,8 +94,23 @@ export class ParsePartition {
     this.correlator = new Correlator((m) => this.route(undefined, m, undefined), { idleTimeoutMs: o.idleTimeoutMs, maxEntries: o.maxEntries });
   }
 
-  /** Parse a chunk; its items accumulate until takeOutput(). */
-  feed(chunk: LineChunk): void {
+  /**
+   * Parse a chunk; its items accumulate until takeOutput(). With
+   * `rebuildOnly` the chunk only moves the state on (open messages, source
+   * offsets): it makes no items, rows or malformed samples, for records whose
+   * output an earlier owner committed and stored. No serialising: several
+   * times cheaper per line.
+   */
+  feed(chunk: LineChunk, rebuildOnly = false): void {
+    this.rebuilding = rebuildOnly;
+    try {
+      this.parse(chunk);
+    } finally {
+      this.rebuilding = false;
+    }
+  }
+
+  private parse(chunk: LineChunk): void {
     const src = this.source(chunk);
     const events = this.events;
     for (let i = 0; i < chunk.lines.length; i++) {
@@ -108,7 +125,7 @@ export class ParsePartition {
       events.length = 0;
       const rec = this.parser.envelope(line, offset, src.ctx!);
       if (rec === undefined) {
-        if (this.malformed.length < 20) this.malformed.push({ file: chunk.file, offset, line: line.slice(0, 2048) });
+        if (this.malformed.length < 20 && !this.rebuilding) this.malformed.push({ file: chunk.file, offset, line: line.slice(0, 2048) });
         continue;
       }
       this.parser.dispatchRecord(rec, events);
@@ -145,6 +162,7 @@ export class ParsePartition {
   }
 
   private route(e: Event | undefined, m: Message | undefined, n: number | undefined): void {
+    if (this.rebuilding) return;
     // Serialised here, once for its row and all its routes: the text stored is the text that travels.
     const json = JSON.stringify(e ?? m);
     const reads = this.reads;
