@@ -24,9 +24,12 @@
  * committed, within each transaction, for a second group
  * (`<groupId>-parse-stored`). A partition restored from a checkpoint, or
  * without one from that offset, parses silently up to the committed offset
- * and stores those rows again (the same ids: they collapse).
+ * and stores those rows again (the same ids: they collapse). Without a
+ * checkpoint the messages open at the stored offset began before it, so the
+ * re-read starts up to the correlator's idle timeout earlier (by the records'
+ * timestamps, see lookBack) and stores nothing below the stored offset.
  */
-import { CompressionTypes, Partitioners, type Admin, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import { CompressionTypes, Partitioners, type Admin, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type PartitionOffset, type Producer } from 'kafkajs';
 import type { FloodgateConfig } from '../config/config.js';
 import type { ZoneClock } from '../envelope/zone.js';
 import type { PartitionSnapshots } from '../redis/snapshots.js';
@@ -66,6 +69,8 @@ export interface ParseStageMetrics {
   backpressureWaits: number;
   /** Partitions opened on assignment, not by a batch, to re-store rows a crashed owner lost (see openEagerly). */
   eagerOpens: number;
+  /** Partitions opened without a checkpoint that re-read from before their stored offset to rebuild open messages (see lookBack). */
+  lookbacks: number;
 }
 
 interface PartState {
@@ -81,12 +86,19 @@ interface PartState {
   snapshotOffset: bigint;
   /** Rows of records below this offset are stored in ClickHouse (with a sink). */
   stored: bigint;
+  /** The broker's timestamp of the record before `stored`: committed with it, where a re-read without a checkpoint looks back from. */
+  storedTs: number | undefined;
+  /** The broker's timestamp of the record before `next`. */
+  lastTs: number | undefined;
+  /** Rows of records below this offset were stored by an earlier owner: a look-back re-read (see lookBack) stores none of them. */
+  storeFrom: bigint;
   /** `stored` as last committed for the stored group. */
   storedCommitted: bigint;
   /**
-   * Opened without a checkpoint, past the partition's first record (or a gap
-   * skipped records): messages rebuilt by a silent re-read may miss their
-   * start and are not stored. A re-read from offset 0 has every line.
+   * Opened without a checkpoint, past the partition's first record and
+   * without looking back (or a gap skipped records): messages rebuilt by a
+   * silent re-read may miss their start and are not stored. A re-read from
+   * offset 0, or one that looked back, has their lines.
    */
   partial: boolean;
   /** The checkpoint being stored and saved in the background, if any. */
@@ -112,7 +124,7 @@ export interface ParseStageOptions {
 }
 
 export class ParseStage {
-  readonly metrics: ParseStageMetrics = { records: 0, lines: 0, items: 0, duplicateLines: 0, malformedLines: 0, deadLettered: 0, transactions: 0, transactionFailures: 0, silentRecords: 0, restores: 0, openHolds: 0, snapshots: 0, lastBatchLines: 0, rows: 0, storedOnly: 0, backpressureWaits: 0, eagerOpens: 0 };
+  readonly metrics: ParseStageMetrics = { records: 0, lines: 0, items: 0, duplicateLines: 0, malformedLines: 0, deadLettered: 0, transactions: 0, transactionFailures: 0, silentRecords: 0, restores: 0, openHolds: 0, snapshots: 0, lastBatchLines: 0, rows: 0, storedOnly: 0, backpressureWaits: 0, eagerOpens: 0, lookbacks: 0 };
   private readonly o: ParseStageOptions;
   private readonly consumer: Consumer;
   private producer: Producer;
@@ -223,9 +235,32 @@ export class ParseStage {
 
   /** A group's committed offset of a lines partition (undefined when none). */
   private async committedOffset(topic: string, partition: number, groupId = this.groupId): Promise<bigint | undefined> {
+    return (await this.committed(topic, partition, groupId))?.offset;
+  }
+
+  /** A group's committed offset of a lines partition with the metadata committed along (undefined when none). */
+  private async committed(topic: string, partition: number, groupId: string): Promise<{ offset: bigint; metadata: string | null } | undefined> {
     const [t] = await this.admin.fetchOffsets({ groupId, topics: [topic] });
-    const off = t?.partitions.find((p) => p.partition === partition)?.offset;
-    return off === undefined || BigInt(off) < 0n ? undefined : BigInt(off);
+    const p = t?.partitions.find((x) => x.partition === partition);
+    return p === undefined || BigInt(p.offset) < 0n ? undefined : { offset: BigInt(p.offset), metadata: p.metadata };
+  }
+
+  /**
+   * Where a partition opened without a checkpoint re-reads from, to rebuild
+   * the messages open at its stored offset: the first record written up to
+   * correlator.idleTimeoutMs before the last stored one (its broker timestamp
+   * is committed with the stored offset; see storedMetadata). A message idle
+   * that long is emitted by the correlator anyway, so only one that kept
+   * getting lines for longer (a deferral retried for hours) can still miss
+   * its start. Undefined when the stored offset carries no timestamp (stored
+   * by an older version).
+   */
+  private async lookBack(topic: string, partition: number, metadata: string | null): Promise<bigint | undefined> {
+    const ts = storedTimestamp(metadata);
+    if (ts === undefined) return undefined;
+    const offsets = await this.admin.fetchTopicOffsetsByTimestamp(topic, Math.max(0, ts - this.o.cfg.correlator.idleTimeoutMs));
+    const at = offsets.find((p) => p.partition === partition)?.offset;
+    return at === undefined || BigInt(at) < 0n ? undefined : BigInt(at);
   }
 
   /**
@@ -313,20 +348,52 @@ export class ParseStage {
     }
     // -1: none committed yet, so the first transaction commits one.
     let storedCommitted = -1n;
+    let storedTs: number | undefined;
+    let storeFrom = 0n;
+    let lookedBack = false;
     if (this.o.sink !== undefined) {
-      const stored = await this.committedOffset(topic, partition, this.storedGroupId);
-      if (stored !== undefined) storedCommitted = stored;
+      const stored = await this.committed(topic, partition, this.storedGroupId);
+      if (stored !== undefined) {
+        storedCommitted = stored.offset;
+        storedTs = storedTimestamp(stored.metadata);
+      }
       // No checkpoint (Redis lost it, or never had one): the rows of records past the stored offset may be
       // missing from ClickHouse. Parse from there, silently up to the committed offset. None stored: from the
       // partition's start (the log start, after retention); after an upgrade from a version whose detect
       // stage stored these rows, that re-reads the retained records once.
       if (!restored) {
-        const from = stored ?? 0n;
+        const from = stored?.offset ?? 0n;
         if (from < next) next = from;
+        // Messages open at the stored offset began before it: re-read from further back, storing nothing
+        // below it (those rows are stored), so the messages completed after it are whole and get stored.
+        storeFrom = next;
+        if (next > 0n) {
+          const back = await this.lookBack(topic, partition, stored?.metadata ?? null);
+          if (back !== undefined && back < next) {
+            next = back;
+            lookedBack = true;
+            this.metrics.lookbacks++;
+          }
+        }
       }
     }
-    this.o.log.info({ stage: 'parse', partition, from: String(next), committed: String(committed), restored }, 'partition opened');
-    return { st, next, silentUntil: committed, seekTo: undefined, staleBatches: 0, lastSnapshotAt: this.now(), snapshotOffset: next, stored: next, storedCommitted, partial: !restored && next > 0n, checkpointRun: undefined };
+    this.o.log.info({ stage: 'parse', partition, from: String(next), ...(storeFrom > next ? { storeFrom: String(storeFrom) } : {}), committed: String(committed), restored }, 'partition opened');
+    return {
+      st,
+      next,
+      silentUntil: committed,
+      seekTo: undefined,
+      staleBatches: 0,
+      lastSnapshotAt: this.now(),
+      snapshotOffset: next,
+      stored: storeFrom > next ? storeFrom : next,
+      storedTs,
+      lastTs: undefined,
+      storeFrom,
+      storedCommitted,
+      partial: !restored && next > 0n && !lookedBack,
+      checkpointRun: undefined,
+    };
   }
 
   private async onBatch({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
@@ -379,6 +446,7 @@ export class ParseStage {
       if (!isRunning() || isStale()) break;
       last = msg;
       ps.next = off + 1n;
+      ps.lastTs = Number(msg.timestamp);
       this.metrics.records++;
       let chunk;
       try {
@@ -391,7 +459,8 @@ export class ParseStage {
       const dupBefore = ps.st.duplicates;
       const storedOnlyBefore = ps.st.storedOnly;
       const malformedBefore = ps.st.stats.malformed;
-      ps.st.feed(chunk);
+      // Below storeFrom an earlier owner committed and stored everything: only the state is rebuilt.
+      ps.st.feed(chunk, off < ps.storeFrom);
       this.metrics.duplicateLines += ps.st.duplicates - dupBefore;
       this.metrics.malformedLines += ps.st.stats.malformed - malformedBefore;
       this.metrics.storedOnly += ps.st.storedOnly - storedOnlyBefore;
@@ -400,10 +469,12 @@ export class ParseStage {
       if (sink !== undefined) {
         // Silent records too: their rows may not have reached ClickHouse before this partition moved.
         const rows = ps.st.takeRows();
-        sink.add('events', rows.events);
-        const messages = off < ps.silentUntil && ps.partial ? [] : rows.messages;
-        sink.add('messages', messages);
-        this.metrics.rows += rows.events.length + messages.length;
+        if (off >= ps.storeFrom) {
+          sink.add('events', rows.events);
+          const messages = off < ps.silentUntil && ps.partial ? [] : rows.messages;
+          sink.add('messages', messages);
+          this.metrics.rows += rows.events.length + messages.length;
+        }
       }
       if (off < ps.silentUntil) {
         this.metrics.silentRecords++;
@@ -478,7 +549,11 @@ export class ParseStage {
         await txn.sendBatch({ topicMessages: [...byTopic].map(([t, messages]) => ({ topic: t, messages })), acks: -1, compression });
       }
       await txn.sendOffsets({ consumerGroupId: this.groupId, topics: [{ topic, partitions: [{ partition, offset: String(next) }] }] });
-      if (stored > ps.storedCommitted) await txn.sendOffsets({ consumerGroupId: this.storedGroupId, topics: [{ topic, partitions: [{ partition, offset: String(stored) }] }] });
+      if (stored > ps.storedCommitted) {
+        // kafkajs passes each partition's metadata on to TxnOffsetCommit, though its types leave it out.
+        const at: PartitionOffset & { metadata: string | null } = { partition, offset: String(stored), metadata: storedMetadata(ps.storedTs) };
+        await txn.sendOffsets({ consumerGroupId: this.storedGroupId, topics: [{ topic, partitions: [at] }] });
+      }
       await txn.commit();
       if (stored > ps.storedCommitted) ps.storedCommitted = stored;
       this.metrics.transactions++;
@@ -502,13 +577,17 @@ export class ParseStage {
     const save = this.o.snapshots.reachable();
     if (!save && sink === undefined) return;
     const offset = ps.next;
+    const offsetTs = ps.lastTs;
     // Serialised now: the partition's state moves on while the rows are stored.
     const state = save ? serializeState(partition, ps.st.snapshot()) : undefined;
     ps.checkpointRun = (async () => {
       try {
         if (sink !== undefined) {
           await within(sink.flush(), CHECKPOINT_WAIT_MS, 'ClickHouse has not stored the rows yet');
-          if (offset > ps.stored) ps.stored = offset;
+          if (offset > ps.stored) {
+            ps.stored = offset;
+            ps.storedTs = offsetTs;
+          }
         }
         if (state === undefined) return;
         const r = await this.o.snapshots.save(this.groupId, this.o.cfg.kafka.topics.lines, partition, { offset: String(offset), state });
@@ -523,6 +602,22 @@ export class ParseStage {
         ps.checkpointRun = undefined;
       }
     })();
+  }
+}
+
+/** The metadata committed with a stored offset: the broker's timestamp of the record before it (see lookBack). */
+export function storedMetadata(ts: number | undefined): string | null {
+  return ts !== undefined && Number.isSafeInteger(ts) && ts > 0 ? JSON.stringify({ recordTs: ts }) : null;
+}
+
+/** storedMetadata backwards; undefined for anything else (none, or committed by an older version). */
+export function storedTimestamp(metadata: string | null | undefined): number | undefined {
+  if (typeof metadata !== 'string' || !metadata.startsWith('{')) return undefined;
+  try {
+    const ts = (JSON.parse(metadata) as { recordTs?: unknown }).recordTs;
+    return typeof ts === 'number' && Number.isSafeInteger(ts) && ts > 0 ? ts : undefined;
+  } catch {
+    return undefined;
   }
 }
 

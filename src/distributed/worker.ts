@@ -149,6 +149,7 @@ export class DetectWorker {
       out.push(counter('floodgate_parse_stored_only_events_total', 'Events stored but not sent to the detect stage: no detector reads them', p.storedOnly));
       out.push(counter('floodgate_parse_backpressure_waits_total', 'Times the parse stage waited for ClickHouse to take rows', p.backpressureWaits));
       out.push(counter('floodgate_parse_eager_opens_total', 'Partitions opened on assignment to re-store rows a previous owner did not store', p.eagerOpens));
+      out.push(counter('floodgate_parse_lookbacks_total', 'Partitions opened without a checkpoint that re-read from before their stored offset to rebuild open messages', p.lookbacks));
       out.push(counter('floodgate_parse_duplicate_lines_total', 'Lines dropped because the shipper sent them twice', p.duplicateLines));
       out.push(counter('floodgate_parse_malformed_lines_total', 'Lines without a recognisable envelope', p.malformedLines));
       out.push(counter('floodgate_dead_lettered_total', 'Records and line samples sent to the dead-letter topic', p.deadLettered));

@@ -2,10 +2,11 @@
 // detection reads. Its rows are at least once without any checkpoint: here
 // the first owner's last rows never reach ClickHouse (lost with its buffer, as
 // in a crash) and its checkpoint is gone from Redis too; the next owner
-// re-reads, silently, from the offset committed for `<group>-parse-stored`
-// and stores them, so ClickHouse ends up with every event exactly once. It
-// does so on assignment, before its host logs another line: a host that
-// stopped logging must not keep those rows missing.
+// re-reads, silently, from before the offset committed for
+// `<group>-parse-stored` (so the messages open there are rebuilt whole) and
+// stores what lies past it, so ClickHouse ends up with every event and every
+// message exactly once. It does so on assignment, before its host logs
+// another line: a host that stopped logging must not keep those rows missing.
 import { randomBytes } from 'node:crypto';
 import { Partitioners } from 'kafkajs';
 import { pino } from 'pino';
@@ -16,7 +17,7 @@ import { ClickhouseSink } from '../../src/clickhouse/sink.js';
 import { detectionReads } from '../../src/detect/engine.js';
 import { createKafka, ensureTopics } from '../../src/distributed/kafka.js';
 import { ParsePartition } from '../../src/distributed/parse-partition.js';
-import { ParseStage } from '../../src/distributed/parse-stage.js';
+import { ParseStage, storedTimestamp } from '../../src/distributed/parse-stage.js';
 import { decodeChunk } from '../../src/distributed/wire.js';
 import { ZoneClock } from '../../src/envelope/zone.js';
 import { connectRedis } from '../../src/redis/connection.js';
@@ -55,15 +56,24 @@ class LosingSink extends ClickhouseSink {
 
 const sinkOptions = { batchRows: 5000, flushMs: 50, maxBufferedRows: 1_000_000 };
 
-async function storedOffset(): Promise<number> {
+async function storedOffsetAndTime(): Promise<[number, number | undefined]> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     const [t] = await admin.fetchOffsets({ groupId: `${id}-parse-stored`, topics: [cfg.kafka.topics.lines] });
-    return Number(t?.partitions.find((p) => p.partition === 0)?.offset ?? -1);
+    const p = t?.partitions.find((x) => x.partition === 0);
+    return [Number(p?.offset ?? -1), storedTimestamp(p?.metadata)];
   } finally {
     await admin.disconnect();
   }
+}
+
+async function storedOffset(): Promise<number> {
+  return (await storedOffsetAndTime())[0];
+}
+
+async function messageIds(): Promise<string[]> {
+  return (await client.query<{ id: string }>(`SELECT DISTINCT id FROM \`${id}\`.messages`)).map((r) => r.id);
 }
 
 /** Topics and tables of a test deployment. */
@@ -98,14 +108,21 @@ describe('parse stage storing its rows', () => {
     const plain = partition(false); // what was routed before the parse stage stored
     let events = 0;
     let eventsBeforeLast = 0;
+    const messagesBeforeLast = new Set<string>();
+    const messages = new Set<string>();
     let itemsFirst4 = 0;
     let plainItemsFirst4 = 0;
     for (let i = 0; i < values.length; i++) {
       offline.feed(decodeChunk(values[i]!));
       plain.feed(decodeChunk(values[i]!));
-      const rowEvents = offline.takeRows().events.length;
+      const rows = offline.takeRows();
+      const rowEvents = rows.events.length;
       events += rowEvents;
       if (i < firstOwners) eventsBeforeLast += rowEvents;
+      for (const m of rows.messages) {
+        messages.add(m.id);
+        if (i < firstOwners) messagesBeforeLast.add(m.id);
+      }
       const items = offline.takeOutput().length;
       const plainItems = plain.takeOutput().length;
       if (i < 4) {
@@ -132,8 +149,11 @@ describe('parse stage storing its rows', () => {
       await waitFor(`record ${i} parsed`, async () => (first.metrics.records === i + 1 ? true : undefined), 60_000, () => JSON.stringify(first.metrics));
       await new Promise((r) => setTimeout(r, 600));
     }
-    const stored = await storedOffset();
+    const [stored, storedAt] = await storedOffsetAndTime();
     expect(stored).toBeGreaterThan(0);
+    // The stored offset carries the broker's timestamp of the record before it: where a re-read looks back from.
+    expect(storedAt).toBeGreaterThan(Date.now() - 60_000);
+    expect(storedAt).toBeLessThanOrEqual(Date.now());
     expect(stored).toBeLessThanOrEqual(4);
     expect(first.metrics.rows).toBeGreaterThan(0);
     expect(first.metrics.storedOnly).toBeGreaterThan(0);
@@ -167,9 +187,20 @@ describe('parse stage storing its rows', () => {
     );
     expect(second.metrics.eagerOpens).toBe(1);
     expect(second.metrics.restores).toBe(0);
-    expect(second.metrics.silentRecords).toBe(firstOwners - storedAtCrash); // re-read from the stored offset, silently
-    expect(second.metrics.records).toBe(firstOwners - storedAtCrash);
+    // Re-read silently from a correlator idle timeout (2 h) before the last stored record: here the partition's start.
+    expect(second.metrics.lookbacks).toBe(1);
+    expect(second.metrics.silentRecords).toBe(firstOwners);
+    expect(second.metrics.records).toBe(firstOwners);
     expect(second.metrics.items).toBe(0); // all of it was committed to the events topic by the first owner
+    // The messages completed in the lost records are stored, whole: exactly the ones a partition that saw every line made.
+    expect(messagesBeforeLast.size).toBeGreaterThan(10);
+    await waitFor(
+      "every message of the first owner's records stored",
+      async () => ((await messageIds()).length === messagesBeforeLast.size ? true : undefined),
+      30_000,
+      () => `second owner ${JSON.stringify(second.metrics)}`,
+    );
+    expect((await messageIds()).sort()).toEqual([...messagesBeforeLast].sort());
 
     await send(values[firstOwners]!);
     await waitFor(
@@ -178,8 +209,10 @@ describe('parse stage storing its rows', () => {
       90_000,
       () => `second owner ${JSON.stringify(second.metrics)}`,
     );
-    expect(second.metrics.records).toBe(firstOwners - storedAtCrash + 1); // and the new record, produced
+    expect(second.metrics.records).toBe(firstOwners + 1); // and the new record, produced
     expect(second.metrics.items).toBeGreaterThan(0);
+    await waitFor('every message stored', async () => ((await messageIds()).length === messages.size ? true : undefined), 30_000);
+    expect((await messageIds()).sort()).toEqual([...messages].sort());
     await producer.disconnect();
   }, 240_000);
 
