@@ -86,7 +86,12 @@ interface PartState {
   snapshotOffset: bigint;
   /** Rows of records below this offset are stored in ClickHouse (with a sink). */
   stored: bigint;
-  /** The broker's timestamp of the record before `stored`: committed with it, where a re-read without a checkpoint looks back from. */
+  /**
+   * The broker's timestamp of the record before `stored`: committed with it,
+   * where a re-read without a checkpoint looks back from. Until this owner's
+   * first checkpoint it is that of the stored offset committed before, which
+   * can be older: an earlier time only makes a look-back re-read longer.
+   */
   storedTs: number | undefined;
   /** The broker's timestamp of the record before `next`. */
   lastTs: number | undefined;
@@ -368,7 +373,11 @@ export class ParseStage {
         // below it (those rows are stored), so the messages completed after it are whole and get stored.
         storeFrom = next;
         if (next > 0n) {
-          const back = await this.lookBack(topic, partition, stored?.metadata ?? null);
+          // Asked of the broker; should that fail, the partition still opens, as it did before looking back (partial).
+          const back = await this.lookBack(topic, partition, stored?.metadata ?? null).catch((e: unknown) => {
+            this.o.log.warn({ stage: 'parse', partition, err: (e as Error).message }, 'could not find where to look back from; messages open at the stored offset may be incomplete');
+            return undefined;
+          });
           if (back !== undefined && back < next) {
             next = back;
             lookedBack = true;
