@@ -126,6 +126,22 @@ describe('tsvField and tabSeparated', () => {
     expect(tsvField('\\N')).toBe('\\\\N'); // never ClickHouse's NULL marker
   });
 
+  it('finds every special character in long fields too (searched another way from 64 characters on)', () => {
+    const json = JSON.stringify({ kind: 'delivery', reply: 'x'.repeat(80) });
+    expect(tsvField(json)).toBe(json);
+    for (const [c, escaped] of [['\\', '\\\\'], ['\t', '\\t'], ['\n', '\\n'], ['\r', '\\r'], ['\0', '\\0']]) {
+      for (const at of [0, 40, json.length]) {
+        const v = json.slice(0, at) + c! + json.slice(at);
+        expect(tsvField(v)).toBe(json.slice(0, at) + escaped! + json.slice(at));
+      }
+    }
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', minLength: 60, maxLength: 300 }), (v) => {
+        expect(readTsv(tabSeparated([{ v }])!.body)).toEqual([[v]]);
+      }),
+    );
+  });
+
   it('any strings and numbers read back as they were, one row per row and one field per column', () => {
     fc.assert(
       fc.property(fc.array(fc.record({ a: fc.string({ unit: 'binary' }), n: fc.integer({ min: 0 }), j: fc.string() }), { minLength: 1, maxLength: 5 }), (rows) => {
