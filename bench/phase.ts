@@ -17,9 +17,9 @@ import { parseFiles } from '../src/pipeline/parse-files.js';
 const rssMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
 
 /**
- * CPU this process used since `from` (user + system, every thread: GC helpers
- * too), per line. On these VMs wall time of the same run varies by ±15% from
- * one run to the next; CPU time less so, and it shows what a run cost.
+ * CPU this process used since `from` (user + system, every thread: GC and
+ * compiler threads too), per line: what a run cost, beside how long it took.
+ * On these VMs both move together from run to run (the host's speed varies).
  */
 function cpuOf(from: NodeJS.CpuUsage, lines: number): { cpuSeconds: number; cpuMicrosPerLine: number } {
   const u = process.cpuUsage(from);
