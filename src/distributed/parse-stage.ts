@@ -103,7 +103,8 @@ interface PartState {
    * Opened without a checkpoint, past the partition's first record and
    * without looking back (or a gap skipped records): messages rebuilt by a
    * silent re-read may miss their start and are not stored. A re-read from
-   * offset 0, or one that looked back, has their lines.
+   * offset 0 has their lines, and so does one that looked back, but for a
+   * message that went on for longer than the look-back (stored incomplete).
    */
   partial: boolean;
   /** The checkpoint being stored and saved in the background, if any. */
