@@ -278,7 +278,7 @@ async function throughputRun(services: Services, o: KafkaPhaseOptions): Promise<
       note: 'from the first byte appended until ClickHouse holds every event of the file (count() ≥ events parsed from it, then uniqExact(id) = that count); stages run concurrently, so each one\'s rate is capped by those before it',
       stages: {
         ship: { doneAtS: round1(done.ship ?? Number.NaN), linesPerSec: rate(done.ship, expected.lines), records: metricSum(sm, 'floodgate_ship_batches_total') },
-        parse: { doneAtS: round1(done.parse ?? Number.NaN), linesPerSec: rate(done.parse, expected.lines), items: parseItems, transactions: metricSum(dm, 'floodgate_parse_transactions_total') },
+        parse: { doneAtS: round1(done.parse ?? Number.NaN), linesPerSec: rate(done.parse, expected.lines), items: parseItems, transactions: metricSum(dm, 'floodgate_parse_transactions_total'), transactionSeconds: round1(metricSum(dm, 'floodgate_parse_transaction_seconds_total')) },
         detect: { doneAtS: round1(done.detect ?? Number.NaN), itemsPerSec: rate(done.detect, parseItems), checkpoints: metricSum(dm, 'floodgate_checkpoints_total') },
         clickhouse: { doneAtS: round1(seconds), eventRowsPerSec: rate(seconds, expected.events), inserts: insertStats(dm) },
       },

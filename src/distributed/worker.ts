@@ -154,6 +154,7 @@ export class DetectWorker {
       out.push(counter('floodgate_parse_malformed_lines_total', 'Lines without a recognisable envelope', p.malformedLines));
       out.push(counter('floodgate_dead_lettered_total', 'Records and line samples sent to the dead-letter topic', p.deadLettered));
       out.push(counter('floodgate_parse_transactions_total', 'Kafka transactions committed by the parse stage', p.transactions));
+      out.push(counter('floodgate_parse_transaction_seconds_total', 'Time the parse stage spent in its Kafka transactions (sending items and offsets, committing)', p.transactionMs / 1000));
       out.push(counter('floodgate_parse_transaction_failures_total', 'Kafka transactions that failed (partition rebuilt from its checkpoint)', p.transactionFailures));
       out.push(counter('floodgate_parse_partition_holds_total', 'Times a lines partition was paused because its checkpoint could not be loaded (Redis away)', p.openHolds));
       out.push(gauge('floodgate_parse_last_batch_lines', 'Lines in the last batch the parse stage committed', p.lastBatchLines));

@@ -59,6 +59,7 @@ describe('parse stage with a batch bigger than the broker takes in one request',
     }
 
     stage = new ParseStage({ cfg, kafka, snapshots: new PartitionSnapshots(redis, cfg.redis.keyPrefix), zone: new ZoneClock('UTC'), log, workerId: 'big', eventPartitions: 1, fetchBytesPerPartition: 8 << 20 });
+    const started = performance.now();
     await stage.start();
     const until = Date.now() + 90_000;
     while (stage.metrics.items < expected && stage.metrics.transactionFailures === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
@@ -67,6 +68,9 @@ describe('parse stage with a batch bigger than the broker takes in one request',
     expect(stage.metrics.items).toBe(expected);
     // Fewer transactions than chunks: the batch really was bigger than one request per partition can carry.
     expect(stage.metrics.transactions).toBeLessThan(chunks.length);
+    // The time in those transactions is counted: some of the run, not more than all of it.
+    expect(stage.metrics.transactionMs).toBeGreaterThan(0);
+    expect(stage.metrics.transactionMs).toBeLessThan(performance.now() - started);
 
     // And the committed events topic holds each of them.
     const reader = new Kafka({ clientId: `${id}-read`, brokers: KAFKA_BROKERS, logLevel: logLevel.NOTHING }).consumer({ groupId: `${id}-read`, readUncommitted: false, maxWaitTimeInMs: 200 });
