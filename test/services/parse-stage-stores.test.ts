@@ -110,12 +110,14 @@ describe('parse stage storing its rows', () => {
     let eventsBeforeLast = 0;
     const messagesBeforeLast = new Set<string>();
     const messages = new Set<string>();
+    const rowsOfChunk: number[] = [];
     let itemsFirst4 = 0;
     let plainItemsFirst4 = 0;
     for (let i = 0; i < values.length; i++) {
       offline.feed(decodeChunk(values[i]!));
       plain.feed(decodeChunk(values[i]!));
       const rows = offline.takeRows();
+      rowsOfChunk.push(rows.events.length + rows.messages.length);
       const rowEvents = rows.events.length;
       events += rowEvents;
       if (i < firstOwners) eventsBeforeLast += rowEvents;
@@ -201,6 +203,8 @@ describe('parse stage storing its rows', () => {
       () => `second owner ${JSON.stringify(second.metrics)}`,
     );
     expect((await messageIds()).sort()).toEqual([...messagesBeforeLast].sort());
+    // Records below the stored offset only rebuilt the state: their rows, stored by the first owner, were not sent again.
+    expect(second.metrics.rows).toBe(rowsOfChunk.slice(storedAtCrash, firstOwners).reduce((a, b) => a + b, 0));
 
     await send(values[firstOwners]!);
     await waitFor(
