@@ -266,8 +266,7 @@ export class ParseStage {
    * its start. Undefined when the stored offset carries no timestamp (stored
    * by an older version).
    */
-  private async lookBack(topic: string, partition: number, metadata: string | null): Promise<bigint | undefined> {
-    const ts = storedTimestamp(metadata);
+  private async lookBack(topic: string, partition: number, ts: number | undefined): Promise<bigint | undefined> {
     if (ts === undefined) return undefined;
     const offsets = await this.admin.fetchTopicOffsetsByTimestamp(topic, Math.max(0, ts - this.o.cfg.correlator.idleTimeoutMs));
     const at = offsets.find((p) => p.partition === partition)?.offset;
@@ -380,7 +379,7 @@ export class ParseStage {
         storeFrom = next;
         if (next > 0n) {
           // Asked of the broker; should that fail, the partition still opens, as it did before looking back (partial).
-          const back = await this.lookBack(topic, partition, stored?.metadata ?? null).catch((e: unknown) => {
+          const back = await this.lookBack(topic, partition, storedTs).catch((e: unknown) => {
             this.o.log.warn({ stage: 'parse', partition, err: (e as Error).message }, 'could not find where to look back from; messages open at the stored offset may be incomplete');
             return undefined;
           });
@@ -510,15 +509,15 @@ export class ParseStage {
     const t0 = performance.now();
     try {
       await this.commit(batch.topic, partition, ps, outputs, dead);
-      this.metrics.transactionMs += performance.now() - t0;
     } catch (e) {
-      this.metrics.transactionMs += performance.now() - t0;
       // Our state is ahead of what is committed: drop it; the partition is rebuilt from its checkpoint.
       this.metrics.transactionFailures++;
       this.parts.delete(partition);
       this.o.log.warn({ stage: 'parse', partition, err: (e as Error).message }, 'transaction failed; partition will be rebuilt from its checkpoint');
       this.producerStale = true;
       throw retriable('committing a parse transaction', e);
+    } finally {
+      this.metrics.transactionMs += performance.now() - t0;
     }
     resolveOffset(last.offset);
     this.metrics.items += outputs.length;
