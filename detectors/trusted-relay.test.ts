@@ -68,6 +68,33 @@ describe('trusted-relay', () => {
     expect(findings).toEqual([]);
   });
 
+  // Seen on a real server's log (lightmeter's test corpus): with zero config the
+  // domains learnt are those mail is delivered to locally, and an alias domain
+  // that only forwards outside never is one. Its forwarded mail was a critical
+  // "open relay".
+  it('does not call mail to an alias of a domain it has not learnt, forwarded outside, an open relay', () => {
+    const zero = { trustedNetworks: ['127.0.0.0/8'] };
+    const lines = [
+      // local delivery teaches example.com (not alias-domain.example, whose address was rewritten to it)
+      ...message(0, '198.51.100.9', 'a@sender.example', [{ to: 'alice@example.com', origTo: 'alice@alias-domain.example' }]),
+      ...message(5, '198.51.100.9', 'a@sender.example', [{ to: 'alice.private@gmail.com', origTo: 'alice@alias-domain.example' }]),
+      // an address without a domain (postmaster) aliased outside
+      ...message(10, '198.51.100.9', 'a@sender.example', [{ to: 'admin@gmail.com', origTo: 'postmaster' }]),
+    ];
+    const r = detectText(lines, { detectors: [trustedRelayDetector], site: zero });
+    expect(r.messages.map((m) => m.recipients.map((x) => x.origTo))).toEqual([['alice@alias-domain.example'], ['alice@alias-domain.example'], ['postmaster']]);
+    expect(r.findings).toEqual([]);
+  });
+
+  it('still calls it an open relay when the client chose the external address, however it spelled it', () => {
+    // Postfix logs orig_to when the address it delivers to differs from the one given: case, a trailing
+    // dot, or source routing (user%domain@host) are the client's doing, not an alias of ours
+    for (const origTo of ['Victim@GMAIL.com', 'victim@gmail.com.', 'victim%gmail.com@example.com', 'gmail.com!victim']) {
+      const { findings } = run(message(0, '203.0.113.60', 'spam@spammer.example', [{ to: 'victim@gmail.com', origTo }]));
+      expect(findings.map((f) => f.signals[0]), origTo).toEqual(['open-relay']);
+    }
+  });
+
   it('flags a trusted network wider than the mail hosts (high), once per cooldown', () => {
     const lines = [
       ...message(0, '10.0.3.7', 'printer@example.com', [{ to: 'someone@gmail.com' }]),

@@ -13,8 +13,14 @@
  *   a separate mailbox host), and "open relay, critical" would be wrong.
  * - `open-relay` (ip, critical): a public client that is not trusted, not a
  *   mail host and did not authenticate got mail relayed to external recipients.
- *   Inbound mail (internet → local recipients, including local aliases that
- *   forward outside: their `orig_to` is local) is normal and never counted.
+ *   Inbound mail (internet → local recipients) is normal and never counted,
+ *   nor is mail to an address the server itself rewrote to an external one
+ *   (an alias or .forward: Postfix logs the address the client gave as
+ *   `orig_to`). The client chose only the address it gave, and an open relay
+ *   is a server that delivers where the client says; an alias is the
+ *   server's own configuration. This holds whether or not floodgate knows the
+ *   alias's domain: with zero config it learns the domains mail is delivered
+ *   to locally, and an alias domain that only forwards never is one.
  *   Re-injected hops (amavis, DKIM signing: loopback clients) are not clients:
  *   the correlator attributes the message to its first hop.
  * - `relay-probing` (ip, low → medium at 5× the threshold): bursts of
@@ -48,17 +54,38 @@ const RANK: Record<Severity, number> = { info: 0, low: 1, medium: 2, high: 3, cr
 /** Delivery statuses that mean the server accepted the mail for that recipient and tried to deliver it. */
 const TRIED = new Set(['sent', 'deferred', 'bounced', 'expired', 'softbounce', 'undeliverable', 'deliverable']);
 
-/** Recipients the server relayed (or tried to) to a non-local domain, not counting local aliases that forward outside. */
+/** Recipients the server relayed (or tried to) to a non-local domain, at the address the client gave (not through an alias of ours). */
 function externalRecipients(m: Message, site: SiteKnowledge): Recipient[] {
   let out: Recipient[] | undefined;
   for (const r of m.recipients) {
     if (r.viaFilter || !TRIED.has(r.status)) continue;
     const d = domainOf(r.address);
     if (d === '' || site.isLocalDomain(d)) continue;
-    if (r.origTo !== undefined && site.isLocalDomain(domainOf(r.origTo))) continue; // forwarding alias
+    if (rewrittenByServer(r)) continue; // an alias or .forward that points outside
     (out ??= []).push(r);
   }
   return out ?? [];
+}
+
+/**
+ * The server's aliases chose this destination: the client gave an address
+ * in another domain (`orig_to`) than the one delivered to. Only a domain
+ * change counts, compared without case and a trailing dot (Postfix drops
+ * both), so an address the client spelled differently is still the
+ * client's choice; so is one routed by its own syntax (`user%domain@host`,
+ * `host!user`), which Postfix may resolve to another domain itself.
+ */
+function rewrittenByServer(r: Recipient): boolean {
+  const orig = r.origTo;
+  if (orig === undefined || orig === '') return false;
+  const at = orig.lastIndexOf('@');
+  const local = at < 0 ? orig : orig.slice(0, at);
+  if (local.includes('%') || local.includes('!')) return false;
+  return bareDomain(domainOf(orig)) !== bareDomain(domainOf(r.address));
+}
+
+function bareDomain(d: string): string {
+  return d.endsWith('.') ? d.slice(0, -1) : d;
 }
 
 const PRIVATE_RANGES = new Set(['private', 'uniqueLocal', 'linkLocal', 'carrierGradeNat']);
