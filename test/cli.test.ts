@@ -91,6 +91,18 @@ describe('floodgate CLI', () => {
     expect(r.summary).toMatchObject({ lines: 6, inputErrors: 1 });
   });
 
+  it('refuses an xz-compressed file, saying what to run instead, and still reads the others', () => {
+    const f = join(dir, 'ok2.log');
+    writeFileSync(f, submission);
+    const xz = join(dir, 'mail.log.1.xz');
+    writeFileSync(xz, Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), Buffer.alloc(64)]));
+    const r = run(['parse', xz, f, '--stats']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`xz-compressed: floodgate reads plain and gzip files; decompress it into a pipe instead: xz -dc ${xz} | floodgate replay -`);
+    expect(r.stderr).toContain('[FG_INPUT_UNREADABLE]');
+    expect(r.summary).toMatchObject({ lines: 6, malformed: 0, inputErrors: 1 });
+  });
+
   it('rejects bad options with a usage error naming the option', () => {
     for (const [args, text] of [
       [['parse', '--tz', 'Mars/Olympus'], '--tz'],

@@ -5,7 +5,7 @@
  */
 export const errorCodes = {
   FG_USAGE: 'The command line is wrong: unknown option, missing or invalid value.',
-  FG_INPUT_UNREADABLE: 'An input file cannot be opened or read (missing, permission denied, a directory).',
+  FG_INPUT_UNREADABLE: 'An input file cannot be opened or read (missing, permission denied, a directory), or is not a log floodgate reads: compressed otherwise than with gzip (bzip2, xz, zstd), or an archive (tar, zip, 7-Zip).',
   FG_INPUT_CORRUPT: 'An input stream broke part-way (corrupt or truncated gzip); lines before the damage were processed.',
   FG_CONFIG_INVALID: 'The configuration file is not valid; the message names the key and what is expected.',
   FG_ACTION_INVALID_ACCOUNT: 'An account name was refused before any command ran: it is not a plausible mail account (the message says what is wrong).',

@@ -15,6 +15,7 @@ import { isAscii } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { FloodgateError } from '../core/errors.js';
+import { isTarHeader, notALog, TAR_REFUSED } from './not-a-log.js';
 
 export interface ReadStats {
   bytes: number;
@@ -53,9 +54,14 @@ const proto = Buffer.prototype as BufferDecoders;
 const latin1: Decode = typeof proto.latin1Slice === 'function' ? (b, s, e) => (b as BufferDecoders).latin1Slice!(s, e) : (b, s, e) => b.toString('latin1', s, e);
 const utf8: Decode = typeof proto.utf8Slice === 'function' ? (b, s, e) => (b as BufferDecoders).utf8Slice!(s, e) : (b, s, e) => b.toString('utf8', s, e);
 
-/** Open `path` (or stdin for `-`) as a byte stream, gunzipping when the content is gzip. */
+/**
+ * Open `path` (or stdin for `-`) as a byte stream, gunzipping when the
+ * content is gzip. Refuses (FG_INPUT_UNREADABLE) another compression or an
+ * archive (see notALog); a tar inside gzip shows only once gunzipped, and
+ * the line readers refuse it at their first chunk.
+ */
 export async function openInput(path: string): Promise<Readable> {
-  if (path === '-') return sniffGzip(process.stdin);
+  if (path === '-') return sniffStdin(process.stdin);
   let fh;
   try {
     fh = await open(path, 'r');
@@ -64,22 +70,31 @@ export async function openInput(path: string): Promise<Readable> {
     const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'is a directory' : e.message;
     throw new InputError('FG_INPUT_UNREADABLE', `cannot read ${path}: ${why}`, { cause: err });
   }
-  const head = Buffer.alloc(2);
-  let isGzip = false;
+  // enough to tell what the file is (a tar header is 512 bytes)
+  const head = Buffer.alloc(512);
+  let bytesRead: number;
   try {
-    const { bytesRead } = await fh.read(head, 0, 2, 0);
-    isGzip = bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
+    ({ bytesRead } = await fh.read(head, 0, head.length, 0));
   } catch (err) {
     await fh.close();
     const e = err as NodeJS.ErrnoException;
     throw new InputError('FG_INPUT_UNREADABLE', `cannot read ${path}: ${e.code === 'EISDIR' ? 'is a directory' : e.message}`, { cause: err });
   }
+  const refused = notALog(head.subarray(0, bytesRead), path);
+  if (refused !== undefined) {
+    await fh.close();
+    throw new InputError('FG_INPUT_UNREADABLE', `cannot read ${path}: ${refused}`);
+  }
   const raw = createReadStream('', { fd: fh, highWaterMark: CHUNK, autoClose: true });
-  return isGzip ? raw.pipe(createGunzip({ chunkSize: CHUNK })) : raw;
+  return isGzip(head.subarray(0, bytesRead)) ? raw.pipe(createGunzip({ chunkSize: CHUNK })) : raw;
+}
+
+function isGzip(head: Uint8Array): boolean {
+  return head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
 }
 
 /** Stdin cannot be peeked without consuming: check the first chunk and splice it back. */
-async function sniffGzip(stream: Readable): Promise<Readable> {
+async function sniffStdin(stream: Readable): Promise<Readable> {
   const { PassThrough } = await import('node:stream');
   const first: Buffer | null = await new Promise((resolve, reject) => {
     const onReadable = () => {
@@ -108,10 +123,16 @@ async function sniffGzip(stream: Readable): Promise<Readable> {
     pass.end();
     return pass;
   }
-  const gz = first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b;
+  const refused = notALog(first, '-');
+  if (refused !== undefined) throw new InputError('FG_INPUT_UNREADABLE', `cannot read stdin: ${refused}`);
   pass.write(first);
   stream.pipe(pass);
-  return gz ? pass.pipe(createGunzip({ chunkSize: CHUNK })) : pass;
+  return isGzip(first) ? pass.pipe(createGunzip({ chunkSize: CHUNK })) : pass;
+}
+
+/** The first chunk of a (gunzipped) stream: a tar archive is refused before any line (see notALog). */
+function checkFirstChunk(chunk: Buffer, stats: ReadStats): void {
+  if (stats.bytes === 0 && isTarHeader(chunk)) throw new InputError('FG_INPUT_UNREADABLE', TAR_REFUSED);
 }
 
 /**
@@ -212,6 +233,7 @@ export class LineSplitter {
 }
 
 function corrupt(err: unknown, stats: ReadStats): InputError {
+  if (err instanceof InputError) return err; // refused (checkFirstChunk), not broken
   const e = err as NodeJS.ErrnoException;
   const what = e.code === 'Z_BUF_ERROR' || e.code === 'Z_DATA_ERROR' ? 'corrupt or truncated gzip data' : e.message;
   const ie = new InputError('FG_INPUT_CORRUPT', `${what} after ${stats.bytes} bytes`, { cause: err });
@@ -229,6 +251,7 @@ export async function readLines(stream: Readable, onLine: LineHandler, opts: Rea
   let lastProgress = 0;
   try {
     for await (const chunk of stream) {
+      checkFirstChunk(chunk as Buffer, sp.stats);
       sp.push(chunk as Buffer, onLine);
       if (opts.onProgress && sp.stats.bytes - lastProgress >= 16 * CHUNK) {
         lastProgress = sp.stats.bytes;
@@ -263,6 +286,7 @@ export async function* lineBatches(stream: Readable, opts: ReadOptions = {}): As
   };
   try {
     for await (const chunk of stream) {
+      checkFirstChunk(chunk as Buffer, sp.stats);
       sp.push(chunk as Buffer, collect);
       if (batch.lines.length > 0) {
         yield batch;
