@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -141,6 +143,29 @@ describe('line reader', () => {
     const tar = tarOf('x.log', 'x\n');
     tar[0] = tar[0]! + 1;
     expect(isTarHeader(tar)).toBe(false);
+  });
+
+  // `floodgate replay <(xz -dc mail.log.1.xz)` gives a pipe (/dev/fd/63): reading its head at offset 0 failed with ESPIPE
+  it('reads a named pipe once from its start, plain or gzip, and refuses an archive coming through one', async () => {
+    const cases: [string, Buffer, string[] | RegExp][] = [
+      ['plain', Buffer.from('one\ntwo\n'), ['one', 'two']],
+      ['gzip', gzipSync('three\nfour\n'), ['three', 'four']],
+      ['xz', Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), Buffer.alloc(64)]), /xz-compressed/],
+    ];
+    for (const [name, bytes, want] of cases) {
+      const fifo = join(dir, `pipe-${name}`);
+      execFileSync('mkfifo', [fifo]);
+      // the writer opens its end when the reader does; it writes everything, then closes
+      const writer = writeFile(fifo, bytes);
+      const result = openInput(fifo).then((s) => collect(s));
+      if (want instanceof RegExp) {
+        await expect(result, name).rejects.toMatchObject({ code: 'FG_INPUT_UNREADABLE', message: expect.stringMatching(want) });
+        await writer.catch(() => undefined); // the reader went away: EPIPE
+      } else {
+        expect((await result).lines.map(([l]) => l), name).toEqual(want);
+        await writer;
+      }
+    }
   });
 
   it('names the problem when a file cannot be read', async () => {

@@ -61,7 +61,7 @@ const utf8: Decode = typeof proto.utf8Slice === 'function' ? (b, s, e) => (b as 
  * the line readers refuse it at their first chunk.
  */
 export async function openInput(path: string): Promise<Readable> {
-  if (path === '-') return sniffStdin(process.stdin);
+  if (path === '-') return sniffStream(process.stdin, 'stdin');
   let fh;
   try {
     fh = await open(path, 'r');
@@ -74,12 +74,15 @@ export async function openInput(path: string): Promise<Readable> {
   const head = Buffer.alloc(512);
   let bytesRead: number;
   try {
-    ({ bytesRead } = await fh.read(head, 0, head.length, 0));
+    // A pipe (`replay <(xz -dc mail.log.1.xz)`, a FIFO) has no offsets to read at: it is read once, like stdin.
+    if ((await fh.stat()).isFIFO()) bytesRead = -1;
+    else ({ bytesRead } = await fh.read(head, 0, head.length, 0));
   } catch (err) {
     await fh.close();
     const e = err as NodeJS.ErrnoException;
     throw new InputError('FG_INPUT_UNREADABLE', `cannot read ${path}: ${e.code === 'EISDIR' ? 'is a directory' : e.message}`, { cause: err });
   }
+  if (bytesRead < 0) return sniffStream(createReadStream('', { fd: fh, highWaterMark: CHUNK, autoClose: true }), path);
   const refused = notALog(head.subarray(0, bytesRead), path);
   if (refused !== undefined) {
     await fh.close();
@@ -93,8 +96,8 @@ function isGzip(head: Uint8Array): boolean {
   return head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
 }
 
-/** Stdin cannot be peeked without consuming: check the first chunk and splice it back. */
-async function sniffStdin(stream: Readable): Promise<Readable> {
+/** Stdin or a pipe cannot be peeked without consuming: check the first chunk and splice it back. */
+async function sniffStream(stream: Readable, name: string): Promise<Readable> {
   const { PassThrough } = await import('node:stream');
   const first: Buffer | null = await new Promise((resolve, reject) => {
     const onReadable = () => {
@@ -107,7 +110,7 @@ async function sniffStdin(stream: Readable): Promise<Readable> {
     };
     const onError = (e: Error) => {
       cleanup();
-      reject(e);
+      reject(new InputError('FG_INPUT_UNREADABLE', `cannot read ${name}: ${e.message}`, { cause: e }));
     };
     const cleanup = () => {
       stream.off('readable', onReadable);
@@ -123,8 +126,11 @@ async function sniffStdin(stream: Readable): Promise<Readable> {
     pass.end();
     return pass;
   }
-  const refused = notALog(first, '-');
-  if (refused !== undefined) throw new InputError('FG_INPUT_UNREADABLE', `cannot read stdin: ${refused}`);
+  const refused = notALog(first, name === 'stdin' ? '-' : name);
+  if (refused !== undefined) {
+    stream.destroy();
+    throw new InputError('FG_INPUT_UNREADABLE', `cannot read ${name}: ${refused}`);
+  }
   pass.write(first);
   stream.pipe(pass);
   return isGzip(first) ? pass.pipe(createGunzip({ chunkSize: CHUNK })) : pass;
