@@ -101,6 +101,23 @@ describe('detectionReads: what the parse stage sends on to the detect stage', ()
     for (const d of detectors) for (const kind of d.events) expect(all({ ...base, kind } as unknown as Event), `${d.id} ${kind}`).toBe(true);
   });
 
+  it('learns the domain an alias was addressed at (orig_to) from a local delivery, not from mail relayed out', () => {
+    const site = new SiteKnowledge();
+    const aliased = (agent: string, to: string, origTo: string) => ({ ...(delivery(agent, 'sent') as object), to, origTo }) as unknown as Event;
+    // Zimbra's domain alias: mail to ann@alias.example lands in ann@local.example's mailbox
+    site.learnEvent(aliased('lmtp', 'ann@local.example', 'ann@Alias.Example'));
+    // a .forward to outside: nothing of gmail.com or of the relayed copy is ours
+    site.learnEvent(aliased('smtp', 'ann.private@gmail.com', 'ann@local.example'));
+    site.learnEvent(aliased('local', 'root@local.example', 'postmaster'));
+    expect(site.learntDomains().sort()).toEqual(['alias.example', 'local.example']);
+    expect(site.isLocalDomain('alias.example')).toBe(true);
+    expect(site.isLocalDomain('gmail.com')).toBe(false);
+    // configured domains are the whole truth: nothing is learnt beside them
+    const configured = new SiteKnowledge({ localDomains: ['local.example'] });
+    configured.learnEvent(aliased('lmtp', 'ann@local.example', 'ann@alias.example'));
+    expect(configured.isLocalDomain('alias.example')).toBe(false);
+  });
+
   it('learnEvent learns nothing from an event siteLearnsFrom refuses (it begins with that check)', () => {
     const site = new SiteKnowledge();
     site.learnEvent(delivery('smtp', 'sent'));

@@ -232,6 +232,12 @@ export class SiteKnowledge {
     // delivery: the locally delivered recipient's domain; smtp.client and auth: the account's
     const d = e.kind === 'delivery' ? domainOf(e.to) : e.kind === 'smtp.client' || e.kind === 'auth' ? domainOf(e.account!) : undefined;
     if (d) this.learnt.add(d);
+    // ...and the domain of the address it was sent to, when an alias rewrote it (`orig_to`): a domain
+    // alias, or a forwarding alias. The server took mail for it and delivered it here, so it is ours.
+    if (e.kind === 'delivery' && e.origTo !== undefined && this.learnt.size < MAX_LEARNT) {
+      const o = domainOf(e.origTo);
+      if (o) this.learnt.add(o);
+    }
   }
 
   private sawTlsHandshake(host: string, ts: number): void {

@@ -1,7 +1,8 @@
 /**
  * Streams lines from a file, a gzip file (detected by its magic bytes, so a
- * rotated `mail.log.2.gz` needs no flag) or stdin, with the byte offset of
- * every line in the decompressed stream. Memory stays bounded whatever the
+ * rotated `mail.log.2.gz` needs no flag), a pipe or stdin, with the byte
+ * offset of every line in the decompressed stream. Other compressions and
+ * archives are refused by name (not-a-log.ts). Memory stays bounded whatever the
  * file size: one chunk plus at most one partial line of `maxLineBytes`.
  *
  * Bad bytes never stop the stream: invalid UTF-8 decodes to U+FFFD, a line
