@@ -144,6 +144,8 @@ export const authAttackDetector = defineDetector({
   description: 'Password attacks: spraying from one IP, brute force on one account (distributed or not), and a success after a run of failures.',
   config,
   events: ['auth', 'smtp.client', 'smtp.disconnect'],
+  // a failed login, a successful one with an account, SMTP AUTH, and disconnects with failed AUTH commands
+  reads: (e) => e.kind === 'auth' || (e.kind === 'smtp.client' && e.account !== undefined) || (e.kind === 'smtp.disconnect' && e.authFailed === true),
   messages: false,
   create(cfg, { store, site, emit, owner }) {
     const maxKeys = cfg.maxKeys;

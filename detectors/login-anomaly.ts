@@ -135,6 +135,7 @@ export const loginAnomalyDetector = defineDetector({
   description: 'An account logs in from many networks at once, or from a network never seen for it (worse when it then sends mail).',
   config,
   events: ['auth', 'smtp.client'],
+  reads: (e) => (e.kind === 'auth' && e.outcome === 'success' && e.ip !== undefined && e.account !== undefined) || (e.kind === 'smtp.client' && e.account !== undefined),
   messages: false,
   create(cfg, { store, site, emit, owner }) {
     const maxKeys = cfg.maxKeys;

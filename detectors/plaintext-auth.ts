@@ -94,6 +94,10 @@ export const plaintextAuthDetector = defineDetector({
   description: 'Accounts that log in over cleartext (POP3/IMAP without TLS, SMTP AUTH without STARTTLS): a hardening finding, never a lock.',
   config,
   events: ['auth', 'smtp.client', 'smtp.tls'],
+  reads: (e) =>
+    (e.kind === 'smtp.tls' && e.direction === 'in' && e.ip !== undefined) ||
+    (e.kind === 'auth' && e.outcome === 'success' && e.ip !== undefined && e.account !== undefined) ||
+    (e.kind === 'smtp.client' && e.account !== undefined),
   messages: false,
   create(cfg, { store, site, emit, owner, handOff }) {
     const protocols = new Set<string>(cfg.protocols);

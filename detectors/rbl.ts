@@ -153,6 +153,12 @@ export const rblDetector = defineDetector({
   description: 'DNS blocklists: IPs repeatedly rejected as listed, and listed IPs (passive or active lookup) logging in to an account.',
   config,
   events: ['smtp.reject', 'dnsbl', 'postscreen', 'auth', 'smtp.client'],
+  reads: (e) =>
+    (e.kind === 'smtp.reject' && e.category === 'rbl' && e.ip !== undefined) ||
+    e.kind === 'dnsbl' ||
+    (e.kind === 'postscreen' && e.action === 'dnsbl' && (e.rank ?? 0) > 0) ||
+    (e.kind === 'auth' && e.outcome === 'success' && e.ip !== undefined && e.account !== undefined) ||
+    (e.kind === 'smtp.client' && e.account !== undefined),
   messages: false,
   create(cfg, { store, site, emit, dns, owner, handOff }) {
     const perIp = store.counter('rejects-ip', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });

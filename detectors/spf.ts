@@ -152,6 +152,9 @@ export const spfDetector = defineDetector({
   description: 'SPF: our domains spoofed inbound, and accounts sending as foreign domains whose SPF does not authorise our outbound IPs.',
   config,
   events: ['spf', 'smtp.reject'],
+  reads: (e) =>
+    (e.kind === 'spf' && (e.result === 'fail' || e.result === 'softfail') && e.sender !== undefined) ||
+    (e.kind === 'smtp.reject' && e.category === 'spf' && e.from !== undefined),
   messages: true,
   create(cfg, { store, site, emit, dns, owner, handOff }) {
     const inboundFails = store.counter('inbound-fails', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });

@@ -109,6 +109,7 @@ export const trustedRelayDetector = defineDetector({
   description: 'Relaying without authentication: trusted networks wider than the mail hosts, open relay, and relay probing.',
   config,
   events: ['smtp.reject'],
+  reads: (e) => e.kind === 'smtp.reject' && e.category === 'relay-denied' && e.ip !== undefined,
   messages: true,
   create(cfg, { store, site, emit, owner }) {
     const probes = store.counter('relay-denied', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });

@@ -64,6 +64,16 @@ export interface Detector<C = unknown> {
   readonly config: z.ZodType<C>;
   /** Event kinds it reads (the engine routes only these), and whether it reads correlated messages. */
   readonly events: readonly EventKind[];
+  /**
+   * Of those kinds, the events it may act on: a cheap test of the fields its
+   * onEvent checks before anything else (an inbound `smtp.client` without a
+   * SASL user, a postscreen line that is no DNSBL rank...), true for at least
+   * every event it does something with, whatever its config. The distributed
+   * parse stage sends the detect stage only events some detector may act on
+   * (see detectionReads); standalone delivers every event of the kinds.
+   * Absent: every event of its kinds.
+   */
+  readonly reads?: (e: Event) => boolean;
   readonly messages: boolean;
   create(config: C, deps: DetectorDeps): DetectorInstance;
 }

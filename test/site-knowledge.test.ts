@@ -96,9 +96,39 @@ describe('detectionReads: what the parse stage sends on to the detect stage', ()
     const reads = detectionReads(detectors.filter((d) => d.id === 'auth-attack'));
     expect(reads(authFail)).toBe(true);
     expect(reads(queueFrom)).toBe(false);
-    // every kind a registered detector takes is read with all of them enabled
+    // a detector without a `reads` test takes every event of its kinds
+    const bare = { ...detectors.find((d) => d.id === 'auth-attack')!, reads: undefined };
+    expect(detectionReads([bare])({ ...base, kind: 'smtp.disconnect', program: 'postfix/smtpd', ip: '192.0.2.9' } as unknown as Event)).toBe(true);
+  });
+
+  it("of a detector's kinds, only the events it may act on (its `reads` test)", () => {
     const all = detectionReads(detectors);
-    for (const d of detectors) for (const kind of d.events) expect(all({ ...base, kind } as unknown as Event), `${d.id} ${kind}`).toBe(true);
+    const ev = (kind: string, fields: Record<string, unknown>) => ({ ...base, kind, program: 'postfix/smtpd', ...fields }) as unknown as Event;
+    const read: [string, Event][] = [
+      ['SMTP AUTH', ev('smtp.client', { queueId: 'Q1', ip: '192.0.2.9', service: 'submission', account: 'ann@local.example' })],
+      ['a disconnect after failed AUTH', ev('smtp.disconnect', { ip: '192.0.2.9', authFailed: true })],
+      ['a postscreen DNSBL rank', ev('postscreen', { ip: '192.0.2.9', action: 'dnsbl', rank: 3 })],
+      ['an RBL reject', ev('smtp.reject', { ip: '192.0.2.9', category: 'rbl', reason: 'blocked' })],
+      ['relay denied', ev('smtp.reject', { ip: '192.0.2.9', category: 'relay-denied', reason: 'Relay access denied' })],
+      ['an SPF fail', ev('spf', { ip: '192.0.2.9', result: 'fail', sender: 'x@y.example' })],
+      ['an SPF reject', ev('smtp.reject', { ip: '192.0.2.9', category: 'spf', reason: 'SPF fail', from: 'x@y.example' })],
+      ['an inbound TLS handshake', ev('smtp.tls', { ip: '192.0.2.9', direction: 'in' })],
+      ['a failed login', authFail],
+      ['a successful login', authOk],
+      ['a DNSBL answer', ev('dnsbl', { ip: '192.0.2.9', list: 'zen.spamhaus.org', reply: '127.0.0.2' })],
+    ];
+    const notRead: [string, Event][] = [
+      ['inbound mail from a client without SASL', ev('smtp.client', { queueId: 'Q1', ip: '192.0.2.9', service: 'smtpd' })],
+      ['a disconnect without AUTH', ev('smtp.disconnect', { ip: '192.0.2.9' })],
+      ['a disconnect after successful AUTH', ev('smtp.disconnect', { ip: '192.0.2.9', authFailed: false })],
+      ['a postscreen connect', ev('postscreen', { ip: '192.0.2.9', action: 'connect' })],
+      ['a recipient reject', ev('smtp.reject', { ip: '192.0.2.9', category: 'recipient', reason: 'User unknown' })],
+      ['an SPF pass', ev('spf', { ip: '192.0.2.9', result: 'pass', sender: 'x@y.example' })],
+    ];
+    for (const [what, e] of read) expect(all(e), what).toBe(true);
+    for (const [what, e] of notRead) expect(all(e), what).toBe(false);
+    // every detector's test accepts some event of each of its kinds, or the kind would be dead weight
+    for (const d of detectors) for (const kind of d.events) expect(read.some(([, e]) => e.kind === kind && (d.reads?.(e) ?? true)), `${d.id} ${kind}`).toBe(true);
   });
 
   it('learns the domain an alias was addressed at (orig_to) from a local delivery, not from mail relayed out', () => {

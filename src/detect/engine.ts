@@ -40,15 +40,31 @@ export interface HandOff {
 
 /**
  * Whether detection reads an event at all, with these detectors: one of them
- * takes its kind, or site knowledge may learn from it (onEvent does nothing
- * else with an event). The distributed parse stage stores every event but
- * routes to the detect stage only those this accepts; the rest (queue and
- * connection bookkeeping, most deliveries) would cross Kafka for nothing.
+ * may act on it (its kind, and its `reads` test where it has one), or site
+ * knowledge may learn from it (onEvent does nothing else with an event). The
+ * distributed parse stage stores every event but routes to the detect stage
+ * only those this accepts; the rest (queue and connection bookkeeping, most
+ * deliveries, inbound mail's smtpd lines, postscreen's) would cross Kafka for
+ * nothing.
  */
 export function detectionReads(detectors: readonly Detector[]): (e: Event) => boolean {
-  const kinds = new Set<EventKind>();
-  for (const d of detectors) for (const k of d.events) kinds.add(k);
-  return (e) => kinds.has(e.kind) || siteLearnsFrom(e);
+  // per kind: every event of it (a detector without a test), or the tests of the detectors that take it
+  const byKind = new Map<EventKind, true | ((e: Event) => boolean)[]>();
+  for (const d of detectors) {
+    for (const k of d.events) {
+      const cur = byKind.get(k);
+      if (cur === true) continue;
+      if (d.reads === undefined) byKind.set(k, true);
+      else if (cur === undefined) byKind.set(k, [d.reads]);
+      else cur.push(d.reads);
+    }
+  }
+  return (e) => {
+    const r = byKind.get(e.kind);
+    if (r === true) return true;
+    if (r !== undefined) for (let i = 0; i < r.length; i++) if (r[i]!(e)) return true;
+    return siteLearnsFrom(e);
+  };
 }
 
 export class DetectionEngine {

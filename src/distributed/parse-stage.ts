@@ -15,10 +15,12 @@
  *
  * With a ClickHouse sink (what `floodgate detect` gives it) this stage also
  * stores the rows of every event and message it parses, and routes to the
- * detect stage only what detection reads (detectionReads): on the bench's
- * mail log, 58% of the events (queue and connection bookkeeping, relayed
- * deliveries) no longer cross Kafka twice, half of the items and 42% of the
- * bytes on the events topic. At least once into ClickHouse, idempotent
+ * detect stage only what detection may act on (detectionReads: the kinds
+ * detectors take, narrowed by their `reads` tests): on the bench's mail log
+ * 80% of the events (queue and connection bookkeeping, relayed deliveries,
+ * inbound mail's smtpd and postscreen lines) no longer cross Kafka twice:
+ * 659,573 items for the detect stage, against 1,114,039 when whole kinds
+ * went. At least once into ClickHouse, idempotent
  * rows: a checkpoint is saved only after the sink stored every row of the
  * records before it, and the offset up to which rows are stored is
  * committed, within each transaction, for a second group
