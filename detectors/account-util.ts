@@ -1,9 +1,10 @@
 /**
  * Small helpers shared by the account-oriented detectors (sender-mismatch,
- * auth-attack, login-anomaly, plaintext-auth). Pure functions (normAccount
+ * auth-attack, login-anomaly, plaintext-auth, rbl). Pure functions (normAccount
  * memoises its last call): detector state lives in the ScopedStore each
  * detector is handed.
  */
+import type { Event } from '../src/core/events.js';
 import type { Source } from '../src/core/record.js';
 import { severityRank, type Evidence, type Severity } from '../src/detect/finding.js';
 import type { Recent } from '../src/detect/windows.js';
@@ -16,6 +17,14 @@ import type { Recent } from '../src/detect/windows.js';
  */
 let memoRaw: string | undefined;
 let memoNorm: string | undefined;
+
+/**
+ * A login a detector may learn from (part of its `reads` test): a successful
+ * one with an account and an IP, or an SMTP AUTH submission.
+ */
+export function isAccountLogin(e: Event): boolean {
+  return (e.kind === 'auth' && e.outcome === 'success' && e.ip !== undefined && e.account !== undefined) || (e.kind === 'smtp.client' && e.account !== undefined);
+}
 
 /** Account names compared case-insensitively; `user` and `user@domain` are kept as given. */
 export function normAccount(a: string | undefined): string | undefined {

@@ -26,7 +26,7 @@ import type { Event } from '../src/core/events.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
 import { networkOf } from '../src/detect/site.js';
 import type { ValueCodec } from '../src/detect/windows.js';
-import { clampScore, evidence, fmtDuration, normAccount, passCooldown } from './account-util.js';
+import { clampScore, evidence, fmtDuration, isAccountLogin, normAccount, passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 
 const DAY = 86_400_000;
@@ -135,7 +135,7 @@ export const loginAnomalyDetector = defineDetector({
   description: 'An account logs in from many networks at once, or from a network never seen for it (worse when it then sends mail).',
   config,
   events: ['auth', 'smtp.client'],
-  reads: (e) => (e.kind === 'auth' && e.outcome === 'success' && e.ip !== undefined && e.account !== undefined) || (e.kind === 'smtp.client' && e.account !== undefined),
+  reads: isAccountLogin,
   messages: false,
   create(cfg, { store, site, emit, owner }) {
     const maxKeys = cfg.maxKeys;

@@ -29,7 +29,7 @@ import { z } from 'zod';
 import { authProtocols, type Event } from '../src/core/events.js';
 import type { Source } from '../src/core/record.js';
 import { accountRoute } from '../src/detect/route.js';
-import { evidence, normAccount, passCooldown } from './account-util.js';
+import { evidence, isAccountLogin, normAccount, passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 
 const DAY = 86_400_000;
@@ -94,10 +94,7 @@ export const plaintextAuthDetector = defineDetector({
   description: 'Accounts that log in over cleartext (POP3/IMAP without TLS, SMTP AUTH without STARTTLS): a hardening finding, never a lock.',
   config,
   events: ['auth', 'smtp.client', 'smtp.tls'],
-  reads: (e) =>
-    (e.kind === 'smtp.tls' && e.direction === 'in' && e.ip !== undefined) ||
-    (e.kind === 'auth' && e.outcome === 'success' && e.ip !== undefined && e.account !== undefined) ||
-    (e.kind === 'smtp.client' && e.account !== undefined),
+  reads: (e) => (e.kind === 'smtp.tls' && e.direction === 'in' && e.ip !== undefined) || isAccountLogin(e),
   messages: false,
   create(cfg, { store, site, emit, owner, handOff }) {
     const protocols = new Set<string>(cfg.protocols);

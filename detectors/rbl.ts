@@ -46,6 +46,7 @@ import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import type { Evidence, Severity } from '../src/detect/finding.js';
 import { accountRoute } from '../src/detect/route.js';
+import { isAccountLogin } from './account-util.js';
 import { defineDetector } from './types.js';
 
 const config = z.object({
@@ -157,8 +158,7 @@ export const rblDetector = defineDetector({
     (e.kind === 'smtp.reject' && e.category === 'rbl' && e.ip !== undefined) ||
     e.kind === 'dnsbl' ||
     (e.kind === 'postscreen' && e.action === 'dnsbl' && (e.rank ?? 0) > 0) ||
-    (e.kind === 'auth' && e.outcome === 'success' && e.ip !== undefined && e.account !== undefined) ||
-    (e.kind === 'smtp.client' && e.account !== undefined),
+    isAccountLogin(e),
   messages: false,
   create(cfg, { store, site, emit, dns, owner, handOff }) {
     const perIp = store.counter('rejects-ip', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });
