@@ -5,6 +5,7 @@
  * detector is handed.
  */
 import type { Event } from '../src/core/events.js';
+import type { Message } from '../src/correlator/message.js';
 import type { Source } from '../src/core/record.js';
 import { severityRank, type Evidence, type Severity } from '../src/detect/finding.js';
 import type { Recent } from '../src/detect/windows.js';
@@ -58,6 +59,16 @@ export function addDistinct(arr: string[], v: string, max: number): string[] {
   return arr;
 }
 
+
+/**
+ * A message's time for windows and cooldowns: its last line's, or when the
+ * correlator let it go when that was later (Message.emittedTs). Windows and
+ * cooldowns then only move forward, so whether a sweep already dropped a
+ * key cannot change what a message finds.
+ */
+export function messageTs(m: Message): number {
+  return m.emittedTs ?? m.lastTs;
+}
 
 /**
  * Cooldown gate: true (and remembered) when nothing of this severity or

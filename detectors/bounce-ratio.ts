@@ -24,7 +24,7 @@
 import { z } from 'zod';
 import type { Message, Recipient } from '../src/correlator/message.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
-import { passCooldown } from './account-util.js';
+import { messageTs, passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs } from './volume-util.js';
 
@@ -104,7 +104,7 @@ export const bounceRatioDetector = defineDetector({
         }
         if (total === 0) return;
         const key = user.toLowerCase();
-        const ts = m.lastTs;
+        const ts = messageTs(m);
         const packed = counts.add(key, ts, total + bad * PACK);
         const badW = Math.floor(packed / PACK);
         const totalW = packed - badW * PACK;

@@ -44,7 +44,7 @@ import { z } from 'zod';
 import type { Evidence, Finding } from '../src/detect/finding.js';
 import { domainOf } from '../src/detect/site.js';
 import type { BaselineView } from '../src/detect/windows.js';
-import { passCooldown } from './account-util.js';
+import { messageTs, passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs, gradeRatio, learnedThreshold, round1, unlearn } from './volume-util.js';
 
@@ -122,7 +122,7 @@ export const recipientFanoutDetector = defineDetector({
         const user = m.saslUser;
         if (user === undefined || user === '' || !owner.account(user)) return;
         const key = user.toLowerCase();
-        const ts = m.lastTs;
+        const ts = messageTs(m);
         const list = m.recipients;
 
         let ext = 0;

@@ -53,7 +53,7 @@
 import { z } from 'zod';
 import type { Evidence, Finding } from '../src/detect/finding.js';
 import type { BaselineView } from '../src/detect/windows.js';
-import { passCooldown } from './account-util.js';
+import { messageTs, passCooldown } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs, gradeRatio, learnedThreshold, unlearn, round1 } from './volume-util.js';
 
@@ -137,7 +137,7 @@ export const sendFloodDetector = defineDetector({
         const user = m.saslUser;
         if (user === undefined || user === '' || !owner.account(user)) return;
         const key = user.toLowerCase();
-        const ts = m.lastTs;
+        const ts = messageTs(m);
         const nr = Math.max(m.recipients.length, m.nrcpt ?? 0);
 
         const sp = short.add(key, ts, 1 + nr * PACK);

@@ -213,6 +213,27 @@ describe('correlator', () => {
     expect(s.c.stats.expiredIdle).toBe(1);
   });
 
+  it('stamps a message let go more than 2 min after its last line with the log time it went (emittedTs), and no other', () => {
+    const s = scenario({ idleTimeoutMs: 3600_000 });
+    s.client('IDLE01', '203.0.113.1', 'a@example.com');
+    s.from('IDLE01', 'a@example.com');
+    const last = s.out.length; // nothing yet
+    s.client('DONE01', '203.0.113.2', 'b@example.com');
+    s.from('DONE01', 'b@example.com');
+    s.advance(90_000); // completed 90 s after its previous line: on time, no stamp
+    s.removed('DONE01');
+    s.advance(3600_000);
+    s.client('FRESH1', '203.0.113.3'); // the idle timeout passes: IDLE01 goes now
+    const sweepTs = Date.UTC(2026, 10, 27, 10, 0, 0) + 90_000 + 3600_000;
+    expect(s.out.slice(last).map((m) => [m.queueId, m.end, m.emittedTs])).toEqual([
+      ['DONE01', 'removed', undefined],
+      ['IDLE01', 'idle', sweepTs],
+    ]);
+    s.c.flush();
+    expect(s.out.at(-1)).toMatchObject({ queueId: 'FRESH1', end: 'flush' });
+    expect(s.out.at(-1)!.emittedTs).toBeUndefined(); // flushed at its own last line's time
+  });
+
   it('sheds the least recently touched entries past the cap and counts them', () => {
     const s = scenario({ maxEntries: 3 });
     s.client('Q00001', '192.0.2.1');

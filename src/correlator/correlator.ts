@@ -12,6 +12,13 @@
 import type { Event, EventOf } from '../core/events.js';
 import type { Hop, Message, MessageEnd, Recipient } from './message.js';
 
+/**
+ * A message let go this long after its last line's time carries emittedTs:
+ * the window store's out-of-order tolerance (its expiry slack), so that a
+ * message merely completed after lines of another file does not.
+ */
+const LATE_EMIT_MS = 120_000;
+
 export interface CorrelatorOptions {
   /** A queue id untouched this long (log time) is emitted incomplete. Default 2 h (deferred mail retries within that). */
   idleTimeoutMs?: number;
@@ -496,6 +503,7 @@ export class Correlator {
     root.done = true;
     const m = root.msg;
     m.end = end;
+    if (this.watermark - m.lastTs > LATE_EMIT_MS) m.emittedTs = this.watermark;
     m.recipients = [...root.recipients.values()];
     this.stats.emitted++;
     this.sink(m);

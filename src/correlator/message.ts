@@ -65,4 +65,14 @@ export interface Message {
   end: MessageEnd;
   /** Source of the first line seen for it. */
   src: Source;
+  /**
+   * When the correlator let it go more than 2 min after its last line's
+   * time (idle, shed, flush, a re-injection's grace ran out): the newest
+   * log time then.
+   * Volume detectors count it at this time (see messageTs): back at lastTs,
+   * up to the idle timeout late, it lands in windows that moved on, and
+   * whether they were swept yet depends on the other keys of the structure
+   * (standalone's one store against a partition's, in distributed mode).
+   */
+  emittedTs?: number;
 }
