@@ -213,7 +213,7 @@ describe('correlator', () => {
     expect(s.c.stats.expiredIdle).toBe(1);
   });
 
-  it('stamps a message let go more than 2 min after its last line with the log time it went (emittedTs), and no other', () => {
+  it('stamps a message let go idle more than 2 min after its last line with the log time it went (emittedTs); not one completed on time, nor a flush', () => {
     const s = scenario({ idleTimeoutMs: 3600_000 });
     s.client('IDLE01', '203.0.113.1', 'a@example.com');
     s.from('IDLE01', 'a@example.com');
@@ -229,9 +229,15 @@ describe('correlator', () => {
       ['DONE01', 'removed', undefined],
       ['IDLE01', 'idle', sweepTs],
     ]);
-    s.c.flush();
-    expect(s.out.at(-1)).toMatchObject({ queueId: 'FRESH1', end: 'flush' });
-    expect(s.out.at(-1)!.emittedTs).toBeUndefined(); // flushed at its own last line's time
+    s.client('OLD001', '203.0.113.4', 'c@example.com');
+    s.advance(30 * 60_000);
+    s.client('FRESH2', '203.0.113.5');
+    s.c.flush(); // the end of input: OLD001's last line is 30 min back, yet no stamp
+    expect(s.out.slice(-3).map((m) => [m.queueId, m.end, m.emittedTs])).toEqual([
+      ['FRESH1', 'flush', undefined],
+      ['OLD001', 'flush', undefined],
+      ['FRESH2', 'flush', undefined],
+    ]);
   });
 
   it('sheds the least recently touched entries past the cap and counts them', () => {

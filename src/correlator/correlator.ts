@@ -13,9 +13,10 @@ import type { Event, EventOf } from '../core/events.js';
 import type { Hop, Message, MessageEnd, Recipient } from './message.js';
 
 /**
- * A message let go this long after its last line's time carries emittedTs:
- * the window store's out-of-order tolerance (its expiry slack), so that a
- * message merely completed after lines of another file does not.
+ * A message let go this long after its last line's time (but for a flush)
+ * carries emittedTs: the window store's out-of-order tolerance (its expiry
+ * slack), so that a message merely completed after lines of another file
+ * does not.
  */
 const LATE_EMIT_MS = 120_000;
 
@@ -503,7 +504,9 @@ export class Correlator {
     root.done = true;
     const m = root.msg;
     m.end = end;
-    if (this.watermark - m.lastTs > LATE_EMIT_MS) m.emittedTs = this.watermark;
+    // Not at the end of input: nothing comes after a flush to disagree with, and stamped, every message
+    // still queued (deferred for hours) would pile into the last window as one burst.
+    if (end !== 'flush' && this.watermark - m.lastTs > LATE_EMIT_MS) m.emittedTs = this.watermark;
     m.recipients = [...root.recipients.values()];
     this.stats.emitted++;
     this.sink(m);

@@ -67,8 +67,8 @@ export interface Message {
   src: Source;
   /**
    * When the correlator let it go more than 2 min after its last line's
-   * time (idle, shed, flush, a re-injection's grace ran out): the newest
-   * log time then.
+   * time (idle, shed, a re-injection's grace ran out; not a flush at the
+   * end of input): the newest log time then.
    * Volume detectors count it at this time (see messageTs): back at lastTs,
    * up to the idle timeout late, it lands in windows that moved on, and
    * whether they were swept yet depends on the other keys of the structure
