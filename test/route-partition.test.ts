@@ -5,8 +5,9 @@
  * Every scenario, decoy, the demo day and a generated two-host log are run
  * (a) through the standalone DetectPipeline and (b) split: parsed and
  * correlated once, then each event and message delivered once per route
- * (src/detect/route.ts) to engine hash(routeKey) % N, each engine with its
- * own window store and policy, all sharing one SiteKnowledge; hand-offs
+ * (src/detect/route.ts) to the engine of its Kafka partition (murmur2 of
+ * routeKey, N partitions), each engine with its own window store and
+ * policy, all sharing one SiteKnowledge; hand-offs
  * (a listed IP's login reported on the account) go through a JSON round
  * trip to the engine owning their route. N = 1, 3, 7.
  *

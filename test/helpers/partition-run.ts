@@ -22,6 +22,7 @@ import { LineParser } from '../../src/pipeline/line-parser.js';
 import { mergeInputs, type MergeInput } from '../../src/pipeline/merge.js';
 import { Policy, type Decision } from '../../src/policy/policy.js';
 import type { CorpusCase } from './partition-corpus.js';
+import { partitionFor } from '../../src/distributed/kafka.js';
 
 let dir: string | undefined;
 
@@ -72,12 +73,14 @@ export async function collectItems(inputs: MergeInput[], cfg: FloodgateConfig): 
   return items;
 }
 
-/** FNV-1a of the Kafka key, modulo the partition count: a stand-in for Kafka's partitioner. */
+/**
+ * The partition the parse stage sends a route to (Kafka's murmur2 of its
+ * key): the split groups entities as a deployment does. An FNV stand-in
+ * grouped the bench log's accounts otherwise and hid a difference between
+ * a partition's window store and standalone's (see test/late-message.test.ts).
+ */
 export function partitionOf(route: Route, n: number): number {
-  const k = routeKey(route);
-  let h = 0x811c9dc5;
-  for (let i = 0; i < k.length; i++) h = Math.imul(h ^ k.charCodeAt(i), 16777619);
-  return (h >>> 0) % n;
+  return partitionFor(routeKey(route), n);
 }
 
 /** Whether a delivery on `route` owns `entity`, by the rule of src/detect/route.ts. */
