@@ -17,6 +17,12 @@
  * CPU of their own),
  * --kafka-keep (leave the deployments in place), --kafka-settings JSON
  * (change deployment settings in both runs, e.g. '{"compression":"none"}').
+ *
+ * Phase `kafka-floor` (only when named; the same services) sends the log
+ * through Kafka into ClickHouse with nothing parsed (bench/kafka-floor.ts):
+ * the CPU per line the hops alone take. With `pipeline` in the same run the
+ * output adds `kafkaCeiling`: the lines/s the machine's cores could carry if
+ * the Kafka path cost no more than those hops plus the pipeline's own work.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -25,6 +31,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { writeLog } from './generate.js';
+import { kafkaCeiling } from './ceiling.js';
+import { kafkaFloorPhase } from './kafka-floor.js';
 import { kafkaPhase, parseKafkaSettings } from './kafka-phase.js';
 import { probeMachine } from './machine-probe.js';
 import { withSpread, type RunResult } from './spread.js';
@@ -56,7 +64,7 @@ async function main(): Promise<void> {
     throw new Error('--lines must be ≥ 1000, --runs ≥ 1, --seed an integer');
   }
   const phases = values.phases.split(',');
-  const known = ['envelope-parse', 'parse-correlate', 'pipeline', 'state-memory', 'kafka'];
+  const known = ['envelope-parse', 'parse-correlate', 'pipeline', 'state-memory', 'kafka', 'kafka-floor'];
   for (const p of phases) if (!known.includes(p)) throw new Error(`--phases: unknown phase '${p}' (${known.join(', ')})`);
   const kafkaOpts = {
     rate: Number(values['kafka-rate']),
@@ -99,6 +107,11 @@ async function main(): Promise<void> {
       })) as PhaseResult;
       continue;
     }
+    if (phase === 'kafka-floor') {
+      process.stderr.write('bench: kafka-floor (needs Kafka and ClickHouse)\n');
+      results['kafka-floor'] = (await kafkaFloorPhase({ file, lines })) as PhaseResult;
+      continue;
+    }
     const all: PhaseResult[] = [];
     for (let i = 0; i < runs; i++) {
       process.stderr.write(`bench: ${phase} run ${i + 1}/${runs}\n`);
@@ -127,6 +140,8 @@ async function main(): Promise<void> {
         pipeline: results['pipeline'],
         stateMemory: results['state-memory'],
         kafka: results['kafka'],
+        kafkaFloor: results['kafka-floor'],
+        kafkaCeiling: kafkaCeiling(results['kafka-floor'], results['pipeline'], cpus().length),
         targets: {
           parseCorrelateLinesPerSec: 1_000_000,
           parseCorrelatePeakRssMb: 250,
