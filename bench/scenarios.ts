@@ -469,7 +469,8 @@ function harvestedDomain(r: Rng): string {
 }
 
 /** Spam to harvested addresses: most delivered, some bounced, a few deferred by Yahoo. */
-function spamFate(r: Rng, bounceRate: number): (rc: string) => Fate {
+function spamFate(r: Rng, bounceRate: number, deferRate?: number): (rc: string) => Fate {
+  if (deferRate !== undefined) return () => (r.chance(deferRate) ? 'deferred' : r.chance(bounceRate) ? 'bounced' : 'sent');
   return (rc) => (r.chance(bounceRate) ? 'bounced' : rc.includes('@yahoo') && r.chance(0.1) ? 'deferred' : 'sent');
 }
 
@@ -487,9 +488,11 @@ export interface Takeover {
  * and SMTP AUTH from a foreign IP) and sends `count` messages as random
  * senders at yahoo.com.tw, each to several harvested recipients, every
  * `paceMs`. `firstTs` is the flood's start (its first message at most
- * paceMs/2 later); the webmail login comes 40 s before it.
+ * paceMs/2 later); the webmail login comes 40 s before it. `deferRate`: the
+ * share of recipients the receiving servers defer (throttling a spam run);
+ * a message with one of them stays in the queue.
  */
-export function forgedSenderFlood(log: ScenarioLog, o: { account: string; ips: string[]; start: number; count: number; paceMs: number; domain?: string; bounceRate?: number }): { firstTs: number } & Takeover {
+export function forgedSenderFlood(log: ScenarioLog, o: { account: string; ips: string[]; start: number; count: number; paceMs: number; domain?: string; bounceRate?: number; deferRate?: number }): { firstTs: number } & Takeover {
   const r = log.rng;
   soapLogin(log, o.start - 40_000, o.account, o.ips[0]!);
   imapLogin(log, o.start - 30_000, o.account, o.ips[0]!);
@@ -498,7 +501,7 @@ export function forgedSenderFlood(log: ScenarioLog, o: { account: string; ips: s
     const rc: string[] = [];
     const k = r.range(5, 20);
     for (let j = 0; j < k; j++) rc.push(`${r.str(r.range(5, 10))}@${harvestedDomain(r)}`);
-    log.submit(t, { account: o.account, ip: r.pick(o.ips), from: `${r.str(r.range(4, 8))}@${o.domain ?? 'yahoo.com.tw'}`, rcpts: rc, spammy: true, fate: spamFate(r, o.bounceRate ?? 0.15) });
+    log.submit(t, { account: o.account, ip: r.pick(o.ips), from: `${r.str(r.range(4, 8))}@${o.domain ?? 'yahoo.com.tw'}`, rcpts: rc, spammy: true, fate: spamFate(r, o.bounceRate ?? 0.15, o.deferRate) });
   }
   return { firstTs: o.start, takeoverTs: o.start - 40_000 };
 }

@@ -46,8 +46,11 @@
  * Severity and score grow with observed/threshold (×1 → low/30, ×2 → 55,
  * ×4 → 80, ×8 → 100; critical from ×10). Re-alerts are limited by a
  * cooldown kept in a Recent structure; evidence is the last few messages'
- * sources, kept per account in a Samples structure. Time comes only from
- * messages (lastTs). All state is in the ScopedStore, capped at maxKeys
+ * sources, kept per account in a Samples structure. Messages are counted as
+ * submissions (detectors/types.ts): when the queue manager takes each one,
+ * so a flood whose mail the receivers defer is counted as it is sent, not
+ * days later when Postfix gives up on it. Time comes only from them (the
+ * queue manager's line). All state is in the ScopedStore, capped at maxKeys
  * accounts per structure.
  */
 import { z } from 'zod';
@@ -110,7 +113,9 @@ export const sendFloodDetector = defineDetector({
   description: 'An account sends far more messages or recipients than its fixed ceiling or its own learned hourly baseline',
   config,
   events: [],
-  messages: true,
+  messages: false,
+  // Counted as the queue takes each message, not when it leaves: a throttled flood's mail stays queued for days.
+  submissions: true,
   create(cfg, { store, emit, owner }) {
     const maxKeys = cfg.maxKeys;
     // One counter per window holds messages and recipients together, packed as
@@ -133,7 +138,7 @@ export const sendFloodDetector = defineDetector({
     const longLabel = fmtMs(cfg.longWindowMs);
 
     return {
-      onMessage(m) {
+      onSubmission(m) {
         const user = m.saslUser;
         if (user === undefined || user === '' || !owner.account(user)) return;
         const key = user.toLowerCase();

@@ -4,8 +4,10 @@
  * the spammer logs in as a real user (SMTP AUTH) and then writes whatever
  * `MAIL FROM` it likes (`random@yahoo.com.tw`, ...).
  *
- * Reads correlated messages (the SASL user is on the smtpd line, the sender
- * on the qmgr line). A sender is the account's own when the site knowledge
+ * Reads submissions (detectors/types.ts): a correlated message as the queue
+ * manager takes it (the SASL user is on the smtpd line, the sender on the
+ * qmgr line), judged at that line's time, not when its delivery ends,
+ * which for mail the receivers defer can be days later. A sender is the account's own when the site knowledge
  * says so (`site.senderAllowed`: same address, `user` login at a local
  * domain, configured aliases / `@domain` aliases, allowed sender domains).
  *
@@ -21,7 +23,7 @@ import { z } from 'zod';
 import type { Message } from '../src/correlator/message.js';
 import type { Evidence, Severity } from '../src/detect/finding.js';
 import { domainOf } from '../src/detect/site.js';
-import { addDistinct, clampScore, evidence, fmtDuration, normAccount, passCooldown, pushSample } from './account-util.js';
+import { addDistinct, clampScore, evidence, fmtDuration, messageTs, normAccount, passCooldown, pushSample } from './account-util.js';
 import { defineDetector } from './types.js';
 
 const config = z.object({
@@ -59,7 +61,9 @@ export const senderMismatchDetector = defineDetector({
   description: 'An authenticated account sends with envelope senders it does not own (forged MAIL FROM after a stolen password).',
   config,
   events: [],
-  messages: true,
+  messages: false,
+  // Judged as the queue takes each message: the forged sender is known then, and a throttled flood's mail stays queued for days.
+  submissions: true,
   create(cfg, { store, site, emit, owner }) {
     const forged = store.counter('forged', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });
     const foreign = store.counter('foreign', { windowMs: cfg.windowMs, maxKeys: cfg.maxKeys });
@@ -67,13 +71,13 @@ export const senderMismatchDetector = defineDetector({
     const samples = store.recent<Samples>('samples', { ttlMs: cfg.windowMs, maxKeys: cfg.maxKeys });
     const cool = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys: cfg.maxKeys });
 
-    function onMessage(m: Message): void {
+    function onSubmission(m: Message): void {
       const account = normAccount(m.saslUser);
       const sender = m.sender;
       if (account === undefined || sender === undefined || sender === '') return;
       if (!owner.account(account) || site.senderAllowed(account, sender)) return;
 
-      const ts = m.firstTs;
+      const ts = messageTs(m);
       const s = sender.toLowerCase();
       const dom = domainOf(s) || s;
       const isForeign = !site.isLocalDomain(dom);
@@ -144,6 +148,6 @@ export const senderMismatchDetector = defineDetector({
       });
     }
 
-    return { onMessage };
+    return { onSubmission };
   },
 });

@@ -50,6 +50,8 @@ export interface DetectorDeps {
 export interface DetectorInstance {
   onEvent?(e: Event): void;
   onMessage?(m: Message): void;
+  /** An authenticated account's message as queued (see Detector.submissions); read it now, keep nothing of the object. */
+  onSubmission?(m: Message): void;
   /** Data this detector handed off (see DetectorDeps.handOff); false when it is not understood (counted, skipped). */
   onHandOff?(data: unknown): boolean;
   /** Resolves when the detector's outstanding async work (DNS) has finished; replay awaits it at the end. */
@@ -75,6 +77,15 @@ export interface Detector<C = unknown> {
    */
   readonly reads?: (e: Event) => boolean;
   readonly messages: boolean;
+  /**
+   * Whether it reads submissions: each message an authenticated account
+   * sends, once, as soon as the queue manager takes it (sender, SASL user,
+   * client and nrcpt known; no delivery yet), or when the correlator lets
+   * it go if no queue manager line came (see Correlator's onSubmission). A
+   * message whose recipients are deferred stays open for days, so what
+   * counts sending must not wait for messages to finish.
+   */
+  readonly submissions?: boolean;
   create(config: C, deps: DetectorDeps): DetectorInstance;
 }
 

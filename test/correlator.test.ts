@@ -240,6 +240,59 @@ describe('correlator', () => {
     ]);
   });
 
+  it('hands each authenticated message to onSubmission once: as qmgr takes it, or just before it is emitted if qmgr never logged it', () => {
+    const got: { m: Message; emittedBefore: number }[] = [];
+    const s = scenario({ onSubmission: (m) => got.push({ m: structuredClone(m), emittedBefore: s.out.length }) });
+    s.client('A1', '203.0.113.9', 'mallory@example.com');
+    expect(got).toHaveLength(0); // the sender is not known yet
+    s.from('A1', 'x@yahoo.com.tw', 2);
+    expect(got.map((g) => g.m)).toMatchObject([{ queueId: 'A1', saslUser: 'mallory@example.com', clientIp: '203.0.113.9', sender: 'x@yahoo.com.tw', nrcpt: 2, recipients: [] }]);
+    // its amavis hop (no SASL user of its own), deferred deliveries, removal: nothing more
+    s.client('B1', '127.0.0.1');
+    s.from('B1', 'x@yahoo.com.tw', 2);
+    s.deliver('A1', 'v1@yahoo.com', 'sent', '127.0.0.1[127.0.0.1]:10032', 'B1');
+    s.deliver('A1', 'v2@yahoo.com', 'sent', '127.0.0.1[127.0.0.1]:10032', 'B1');
+    s.removed('A1');
+    s.deliver('B1', 'v1@yahoo.com', 'deferred');
+    s.deliver('B1', 'v2@yahoo.com', 'deferred');
+    s.deliver('B1', 'v1@yahoo.com', 'sent');
+    s.deliver('B1', 'v2@yahoo.com', 'sent');
+    s.removed('B1');
+    expect(s.out).toHaveLength(1);
+    expect(got).toHaveLength(1);
+    // no SASL user: never a submission
+    s.client('C1', '192.0.2.7');
+    s.from('C1', 'someone@example.net');
+    s.removed('C1');
+    expect(got).toHaveLength(1);
+    // no qmgr line in the log: handed over right before the message itself
+    s.client('D1', '203.0.113.9', 'mallory@example.com');
+    s.deliver('D1', 'v3@yahoo.com', 'sent');
+    s.removed('D1');
+    expect(got).toHaveLength(2);
+    expect(got[1]!.m).toMatchObject({ queueId: 'D1', saslUser: 'mallory@example.com' });
+    expect(got[1]!.emittedBefore).toBe(2);
+    expect(s.out.map((m) => m.queueId)).toEqual(['A1', 'C1', 'D1']);
+  });
+
+  it('does not hand a message over again after a snapshot and restore', () => {
+    const got: string[] = [];
+    const onSubmission = (m: Message) => got.push(m.queueId);
+    const s = scenario({ onSubmission });
+    s.client('A1', '203.0.113.9', 'mallory@example.com');
+    s.from('A1', 'x@yahoo.com.tw', 1);
+    s.client('E1', '203.0.113.9', 'mallory@example.com'); // no qmgr line yet when the snapshot is taken
+    const out: Message[] = [];
+    const c = new Correlator((m) => out.push(m), { onSubmission });
+    c.restore(JSON.parse(JSON.stringify(s.c.snapshot())) as ReturnType<Correlator['snapshot']>);
+    const t = Date.UTC(2026, 10, 27, 11, 0, 0);
+    c.push({ kind: 'delivery', ts: t, host: 'mx1', program: 'postfix/smtp', src: { file: 't.log', offset: 100 }, queueId: 'A1', agent: 'smtp', to: 'v@yahoo.com', relay: 'mx[192.0.2.25]:25', relayIp: '192.0.2.25', status: 'sent', reply: '250 ok', dsn: '2.0.0' });
+    c.push({ kind: 'queue.removed', ts: t, host: 'mx1', program: 'postfix/qmgr', src: { file: 't.log', offset: 101 }, queueId: 'A1' });
+    c.push({ kind: 'queue.removed', ts: t, host: 'mx1', program: 'postfix/qmgr', src: { file: 't.log', offset: 102 }, queueId: 'E1' });
+    expect(out.map((m) => m.queueId)).toEqual(['A1', 'E1']);
+    expect(got).toEqual(['A1', 'E1']); // A1 once (before the snapshot), E1 once (at its emission)
+  });
+
   it('sheds the least recently touched entries past the cap and counts them', () => {
     const s = scenario({ maxEntries: 3 });
     s.client('Q00001', '192.0.2.1');

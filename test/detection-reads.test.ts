@@ -45,7 +45,8 @@ function run(items: readonly Item[], detector: Detector, only: ((e: Item['event'
       if (only !== undefined && !only(it.event)) continue;
       delivered++;
       engine.onEvent(it.event);
-    } else engine.onMessage(it.message);
+    } else if (it.message !== undefined) engine.onMessage(it.message);
+    else engine.onSubmission(it.submission);
   }
   return { findings: findings.map((f) => JSON.stringify(f)), store: JSON.stringify(engine.store.snapshot()), site: JSON.stringify(engine.site.snapshot()), delivered };
 }

@@ -18,7 +18,7 @@ describe('detector registry', () => {
     const files = new Set(readdirSync(dir));
     for (const d of detectors) {
       expect(d.description.length, d.id).toBeGreaterThan(20);
-      expect(d.events.length > 0 || d.messages, d.id).toBe(true);
+      expect(d.events.length > 0 || d.messages || d.submissions === true, d.id).toBe(true);
       expect(files.has(`${d.id}.test.ts`), `${d.id}.test.ts`).toBe(true);
       expect(() => d.config.parse({}), d.id).not.toThrow();
     }

@@ -55,6 +55,7 @@ describe('items on the events topic (encodeItems / decodeItems)', () => {
     { route: { kind: 'ip', key: '203.0.113.7' }, primary: false, n: 3, event },
     { route: { kind: 'host', key: 'odd "key"\twith\\escapes\u2028' }, primary: true, message },
     { route: { kind: 'account', key: 'ann@example.com' }, primary: false, handOff: { detector: 'plaintext-auth', data: { at: 5, why: ['x'] } } },
+    { route: { kind: 'ip', key: '203.0.113.7' }, primary: true, submission: message },
   ];
 
   it('round-trips every kind of item, route and key; events and messages keep their JSON text for the row', () => {
@@ -65,6 +66,7 @@ describe('items on the events topic (encodeItems / decodeItems)', () => {
     expect(out[0]!.json).toBe(JSON.stringify(event));
     expect(out[2]!.json).toBe(JSON.stringify(message));
     expect(out[3]!.json).toBeUndefined();
+    expect(out[4]!.json).toBe(JSON.stringify(message));
   });
 
   it('sends the JSON text an item carries instead of serialising its event again (the parse stage serialises once for all routes)', () => {
@@ -153,6 +155,30 @@ describe('items the parse stage routes', () => {
     expect(part.storedOnly).toBe(3);
     expect(part.takeRows().events.length).toBe(0); // taken once
     expect(plain.takeRows().events.length).toBe(0); // a partition that does not store makes none
+  });
+});
+
+describe('submissions the parse stage routes', () => {
+  const mailLog = (lines: string[]) => ({ host: 'mx1', file: '/var/log/mail.log', source: 's1', format: 'auto' as const, mtime: Date.UTC(2026, 10, 27), offsets: lines.map((_, i) => i * 200), lines });
+  const SASL = 'Nov 27 10:00:01 mx1 postfix/smtpd[123]: 4ABCD1234: client=unknown[203.0.113.9], sasl_method=LOGIN, sasl_username=ann@example.com';
+  const FROM = 'Nov 27 10:00:01 mx1 postfix/qmgr[9]: 4ABCD1234: from=<x@yahoo.com.tw>, size=1200, nrcpt=3 (queue active)';
+  const DEFERRED = 'Nov 27 10:00:02 mx1 postfix/smtp[10]: 4ABCD1234: to=<v@yahoo.com>, relay=mta5.am0.yahoodns.net[67.195.204.72]:25, delay=2, delays=0.1/0/0.6/1.3, dsn=4.7.0, status=deferred (421 4.7.0 [TSS04] try later)';
+
+  it('go out at the qmgr line, before its event, by the account and the IP, and are never stored', () => {
+    const part = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: 60_000, maxEntries: 1000, stores: { reads: () => true } });
+    part.feed(mailLog([SASL, FROM, DEFERRED]));
+    const out = encodeItems(part.takeOutput()).flatMap((b) => decodeItems(b, () => undefined));
+    const kinds = out.map((it) => (it.event ? it.event.kind : it.submission ? 'submission' : it.message ? 'message' : 'other'));
+    expect(kinds).toEqual(['smtp.client', 'smtp.client', 'submission', 'submission', 'queue.from', 'delivery']);
+    const subs = out.filter((it) => it.submission);
+    expect(subs.map((it) => it.route)).toEqual([
+      { kind: 'account', key: 'ann@example.com' },
+      { kind: 'ip', key: '203.0.113.9' },
+    ]);
+    expect(subs[0]!.submission).toMatchObject({ queueId: '4ABCD1234', saslUser: 'ann@example.com', sender: 'x@yahoo.com.tw', nrcpt: 3, recipients: [] });
+    const rows = part.takeRows();
+    expect(rows.messages).toHaveLength(0); // the message is stored when it is emitted, not when it is queued
+    expect(rows.events.length).toBe(3);
   });
 });
 

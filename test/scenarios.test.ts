@@ -11,6 +11,9 @@
  * which the intruder uses the account: its login, or its first message) to
  * the lock decision. Measured with the default config (seconds):
  *   (a) forged sender, foreign IP  74   (34 after the first forged message)
+ *   (a2) the same, mail held       94   (54 after the first forged message;
+ *        in the queue                    before submissions were counted as
+ *                                        queued: an alert 2 h later, no lock)
  *   (b) own sender, new network    86   (was 1838 before the policy combined
  *                                        corroborated volume and takeover)
  *   (e) brute force, then sending 214   (154 after the first message)
@@ -107,6 +110,20 @@ describe('compromised accounts are locked (dry-run)', () => {
     expect(lock.ts - EP).toBeLessThan(MIN);
     expect(lock.signals).toContain('forged-sender');
     checkEvidence(r, lock, [victim, ip]);
+  });
+
+  it('(a2) the same flood with every message held in the queue (the receivers throttle it): found as it is queued, not when it leaves', async () => {
+    const victim = U[0]!.account;
+    const ip = '41.203.18.77';
+    let takeover = 0;
+    const r = await runLines(scenario(1, (log) => { takeover = S.forgedSenderFlood(log, { account: victim, ips: [ip], start: EP, count: 300, paceMs: 6000, deferRate: 0.9 }).takeoverTs; }), { name: 'a2' });
+    // How far into the log each detector had read when it first reported the account.
+    const foundAt = (d: string) => r.foundAt[r.findings.findIndex((x) => x.entity.id === victim && x.detector === d)];
+    expect(foundAt('sender-mismatch'), explain(r)).toBeLessThan(EP + MIN);
+    expect(foundAt('send-flood'), explain(r)).toBeLessThan(EP + 15 * MIN);
+    // Recipient fan-out, which (a) also locks on, waits for deliveries to end: one corroborating finding fewer.
+    const lock = expectLockWithin(r, victim, takeover, 2 * MIN);
+    expect(lock.signals).toEqual(expect.arrayContaining(['forged-sender', 'volume']));
   });
 
   it('(b) own-sender flood at 300/h from a never-seen network: new-network, then anomalous fan-out → lock within 2 minutes', async () => {

@@ -34,6 +34,15 @@ export interface CorrelatorOptions {
   reinjectionGraceMs?: number;
   /** Is this relay IP a content filter on this host (its `queued as` is a hop, not a remote queue)? Default: loopback. */
   isFilterRelay?: (ip: string) => boolean;
+  /**
+   * Each message with a SASL user, once: when the queue manager takes it
+   * (`qmgr: ID: from=<...>, nrcpt=N (queue active)` on its first hop), or,
+   * if that line never came, just before the message itself is emitted.
+   * The message as it stands then (no recipients yet); read it at once, it
+   * goes on changing. Sending is counted here because a message with a
+   * deferred recipient stays open for as long as Postfix retries it (days).
+   */
+  onSubmission?: MessageSink;
 }
 
 export interface CorrelatorStats {
@@ -53,7 +62,7 @@ export type MessageSink = (m: Message) => void;
 /** Correlator state as plain JSON (see Correlator.snapshot). */
 export interface CorrelatorSnapshot {
   v: 1;
-  roots: { msg: Message; live: number; done: boolean; recipients: Recipient[]; entries: [key: string, host: string, queueId: string, lastTs: number, active: boolean][] }[];
+  roots: { msg: Message; live: number; done: boolean; submitted?: true; recipients: Recipient[]; entries: [key: string, host: string, queueId: string, lastTs: number, active: boolean][] }[];
   /** Open queue ids in least-recently-touched order: [root, index in the root's entries]. */
   entries: [number, number][];
   waiting: [key: string, root: number, deadline: number][];
@@ -84,6 +93,8 @@ interface Root {
   entries: Entry[];
   recipients: Map<string, Recipient>;
   done: boolean;
+  /** onSubmission has had it. */
+  submitted: boolean;
 }
 
 function addOnce(list: string[], v: string): void {
@@ -123,6 +134,7 @@ export class Correlator {
   private readonly maxEntries: number;
   private readonly graceMs: number;
   private readonly isFilterRelay: (ip: string) => boolean;
+  private readonly onSubmission: MessageSink | undefined;
 
   constructor(
     private readonly sink: MessageSink,
@@ -132,6 +144,7 @@ export class Correlator {
     this.maxEntries = opts.maxEntries ?? 200_000;
     this.graceMs = opts.reinjectionGraceMs ?? 60_000;
     this.isFilterRelay = opts.isFilterRelay ?? isLoopback;
+    this.onSubmission = opts.onSubmission;
   }
 
   /** Feed one event (any kind; those without a queue id are ignored). */
@@ -216,6 +229,7 @@ export class Correlator {
           msg: structuredClone(root.msg),
           live: root.live,
           done: root.done,
+          ...(root.submitted ? { submitted: true as const } : {}),
           recipients: structuredClone([...root.recipients.values()]),
           entries: root.entries.map((en) => [en.key, en.host, en.queueId, en.lastTs, en.active]),
         });
@@ -233,7 +247,7 @@ export class Correlator {
   restore(s: CorrelatorSnapshot): void {
     const roots: Root[] = s.roots.map((r) => {
       const msg = structuredClone(r.msg);
-      const root: Root = { msg, live: r.live, done: r.done, entries: [], recipients: new Map() };
+      const root: Root = { msg, live: r.live, done: r.done, submitted: r.submitted === true, entries: [], recipients: new Map() };
       for (const rc of structuredClone(r.recipients)) root.recipients.set(rc.address, rc);
       // entries[i].hop and msg.hops[i] are one object, as when the hops were merged.
       r.entries.forEach(([key, host, queueId, lastTs, active], i) => {
@@ -305,9 +319,17 @@ export class Correlator {
       m.sender = e.sender;
       if (e.size !== undefined) m.size = e.size;
       if (e.nrcpt !== undefined) m.nrcpt = e.nrcpt;
+      this.submit(en.root);
     } else {
       m.sender ??= e.sender;
     }
+  }
+
+  /** Hand an authenticated message to onSubmission, once. */
+  private submit(root: Root): void {
+    if (root.submitted || root.msg.saslUser === undefined || this.onSubmission === undefined) return;
+    root.submitted = true;
+    this.onSubmission(root.msg);
   }
 
   private onDelivery(e: EventOf<'delivery'>): void {
@@ -403,6 +425,8 @@ export class Correlator {
       root.msg.hops.push(en.hop);
     }
     root.live += other.live;
+    // A hop handed over already (it had a SASL user of its own) is not handed over again as part of this message.
+    if (other.submitted) root.submitted = true;
     for (const [addr, r] of other.recipients) {
       const mine = root.recipients.get(addr);
       if (mine === undefined || mine.viaFilter === true) {
@@ -447,7 +471,7 @@ export class Correlator {
         end: 'removed',
         src,
       };
-      const root: Root = { msg, live: 1, entries: [], recipients: new Map(), done: false };
+      const root: Root = { msg, live: 1, entries: [], recipients: new Map(), done: false, submitted: false };
       en = { key: host + ' ' + queueId, host, queueId, root, hop, lastTs: ts, active: false, older: undefined, newer: undefined };
       root.entries.push(en);
       this.insert(en, ids);
@@ -508,6 +532,7 @@ export class Correlator {
     // still queued (deferred for hours) would pile into the last window as one burst.
     if (end !== 'flush' && this.watermark - m.lastTs > LATE_EMIT_MS) m.emittedTs = this.watermark;
     m.recipients = [...root.recipients.values()];
+    this.submit(root);
     this.stats.emitted++;
     this.sink(m);
   }

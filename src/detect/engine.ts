@@ -72,6 +72,7 @@ export class DetectionEngine {
   readonly site: SiteKnowledge;
   private readonly byKind = new Map<EventKind, DetectorInstance[]>();
   private readonly messageReaders: DetectorInstance[] = [];
+  private readonly submissionReaders: DetectorInstance[] = [];
   private readonly instances: DetectorInstance[] = [];
   private readonly byId = new Map<string, DetectorInstance>();
   /** What the delivery in progress owns; shared by all detectors (read through DetectorDeps.owner). */
@@ -106,6 +107,7 @@ export class DetectionEngine {
         list.push(inst);
       }
       if (d.messages) this.messageReaders.push(inst);
+      if (d.submissions === true) this.submissionReaders.push(inst);
       this.instances.push(inst);
     }
   }
@@ -128,6 +130,14 @@ export class DetectionEngine {
     const o = this.owner;
     o.enter(route, m);
     for (let i = 0; i < this.messageReaders.length; i++) this.messageReaders[i]!.onMessage?.(m);
+    o.enter(undefined, undefined);
+  }
+
+  /** One delivery of a submission (see Detector.submissions). */
+  onSubmission(m: Message, route: Delivery = ALL_ROUTES): void {
+    const o = this.owner;
+    o.enter(route, m);
+    for (let i = 0; i < this.submissionReaders.length; i++) this.submissionReaders[i]!.onSubmission?.(m);
     o.enter(undefined, undefined);
   }
 

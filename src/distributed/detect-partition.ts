@@ -50,6 +50,7 @@ export class DetectPartition {
   feed(it: RoutedItem): void {
     if (it.event !== undefined) this.engine.onEvent(it.event, it.route);
     else if (it.message !== undefined) this.engine.onMessage(it.message, it.route);
+    else if (it.submission !== undefined) this.engine.onSubmission(it.submission, it.route);
     else if (it.handOff !== undefined) this.engine.onHandOff({ detector: it.handOff.detector, route: it.route, data: it.handOff.data });
   }
 

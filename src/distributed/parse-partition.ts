@@ -91,7 +91,11 @@ export class ParsePartition {
   constructor(o: ParsePartitionOptions) {
     this.zone = o.zone;
     this.reads = o.stores?.reads;
-    this.correlator = new Correlator((m) => this.route(undefined, m, undefined), { idleTimeoutMs: o.idleTimeoutMs, maxEntries: o.maxEntries });
+    this.correlator = new Correlator((m) => this.route(undefined, m, undefined), {
+      idleTimeoutMs: o.idleTimeoutMs,
+      maxEntries: o.maxEntries,
+      onSubmission: (m) => this.routeSubmission(m),
+    });
   }
 
   /**
@@ -187,6 +191,19 @@ export class ParsePartition {
       const it: RoutedItem = { route, primary, line: routedLine(body, route, primary, n, json) };
       if (n !== undefined) it.n = n;
       this.out.push(it);
+    }
+  }
+
+  /** A submission goes to the detect stage only (the message is stored when it is emitted), by the message's routes. */
+  private routeSubmission(m: Message): void {
+    if (this.rebuilding) return;
+    const json = JSON.stringify(m);
+    const routes = routesOf(m);
+    const stored = this.reads !== undefined;
+    for (let i = 0; i < routes.length; i++) {
+      const route = routes[i]!;
+      const primary = !stored && i === 0;
+      this.out.push({ route, primary, line: routedLine('s', route, primary, undefined, json) });
     }
   }
 

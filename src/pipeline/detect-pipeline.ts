@@ -73,7 +73,7 @@ export class DetectPipeline {
         onMessage?.(m);
         this.engine.onMessage(m);
       },
-      { idleTimeoutMs: cfg.correlator.idleTimeoutMs, maxEntries: cfg.correlator.maxEntries },
+      { idleTimeoutMs: cfg.correlator.idleTimeoutMs, maxEntries: cfg.correlator.maxEntries, onSubmission: (m) => this.engine.onSubmission(m) },
     );
     this.onEvent = sinks.onEvent;
   }

@@ -34,10 +34,13 @@ export function detectText(text: string | string[], opts: DetectOptions) {
     onFinding: (f) => findings.push(f),
   });
   if (opts.restore !== undefined) engine.store.restore(opts.restore);
-  const correlator = new Correlator((m) => {
-    messages.push(m);
-    engine.onMessage(m);
-  });
+  const correlator = new Correlator(
+    (m) => {
+      messages.push(m);
+      engine.onMessage(m);
+    },
+    { onSubmission: (m) => engine.onSubmission(m) },
+  );
   const lp = new LineParser();
   const ctx = envelopeContext({ file: 'scenario.log', zone: new ZoneClock('UTC'), year: opts.year ?? 2026, refTime: Date.UTC(2026, 11, 31) });
   const lines = Array.isArray(text) ? text : text.split('\n');

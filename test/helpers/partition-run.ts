@@ -48,13 +48,18 @@ export async function runStandalone(inputs: MergeInput[], cfg: FloodgateConfig, 
 }
 
 /** An event or a correlated message, in the order the standalone engine sees them. */
-export type Item = { event: Event; message?: undefined } | { message: Message; event?: undefined };
+export type Item = { event: Event; message?: undefined; submission?: undefined } | { message: Message; event?: undefined; submission?: undefined } | { submission: Message; event?: undefined; message?: undefined };
 
 /** Parse and correlate once (what stage A does), keeping DetectPipeline's order: a message the event completes comes before the event. */
 export async function collectItems(inputs: MergeInput[], cfg: FloodgateConfig): Promise<Item[]> {
   const items: Item[] = [];
   const lp = new LineParser();
-  const correlator = new Correlator((m) => items.push({ message: m }), { idleTimeoutMs: cfg.correlator.idleTimeoutMs, maxEntries: cfg.correlator.maxEntries });
+  const correlator = new Correlator((m) => items.push({ message: m }), {
+    idleTimeoutMs: cfg.correlator.idleTimeoutMs,
+    maxEntries: cfg.correlator.maxEntries,
+    // A copy as it stands: the message goes on changing, and the parse stage sends its JSON of this moment.
+    onSubmission: (m) => items.push({ submission: structuredClone(m) }),
+  });
   const out: Event[] = [];
   await mergeInputs(
     inputs,
@@ -157,12 +162,13 @@ export async function runSplit(items: readonly Item[], cfg: FloodgateConfig, n: 
       r.notRouted++;
       continue;
     }
-    const routes = routesOf(it.event ?? it.message!);
+    const routes = routesOf(it.event ?? it.message ?? it.submission!);
     for (const route of routes) {
       r.deliveries++;
       const e = engines[partitionOf(route, n)]!;
       if (it.event) e.onEvent(it.event, route);
-      else e.onMessage(it.message!, route);
+      else if (it.message) e.onMessage(it.message, route);
+      else e.onSubmission(it.submission!, route);
     }
   }
   await Promise.all(engines.map((e) => e.drain()));

@@ -32,6 +32,12 @@ export interface RunResult {
   findings: Finding[];
   decisions: Decision[];
   lines: number;
+  /**
+   * Per finding (same index), the newest log time read when it came out: a
+   * finding's own ts may be older (a message judged at its first line), and
+   * this says how far into the log detection had to read to report it.
+   */
+  foundAt: number[];
 }
 
 let dir: string | undefined;
@@ -49,10 +55,20 @@ export async function runFile(file: string, opts: { cfg?: FloodgateConfig; dns?:
   const cfg = opts.cfg ?? scenarioConfig();
   const findings: Finding[] = [];
   const decisions: Decision[] = [];
-  const p = new DetectPipeline(cfg, { onFinding: (f) => findings.push(f), onDecision: (d) => decisions.push(d) }, { dns: opts.dns });
-  await mergeInputs([{ path: file, host: 'mx1' }], p.lines, (rec) => p.feed(rec), { zone: new ZoneClock('UTC'), year: 2026 });
+  const foundAt: number[] = [];
+  let newest = 0;
+  const p = new DetectPipeline(cfg, { onFinding: (f) => void (findings.push(f), foundAt.push(newest)), onDecision: (d) => decisions.push(d) }, { dns: opts.dns });
+  await mergeInputs(
+    [{ path: file, host: 'mx1' }],
+    p.lines,
+    (rec) => {
+      if (rec.ts > newest) newest = rec.ts;
+      p.feed(rec);
+    },
+    { zone: new ZoneClock('UTC'), year: 2026 },
+  );
   await p.finish();
-  return { file, findings, decisions, lines: p.stats.lines };
+  return { file, findings, decisions, lines: p.stats.lines, foundAt };
 }
 
 /** The source line at a byte offset of a file. */
