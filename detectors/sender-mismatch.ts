@@ -7,9 +7,10 @@
  * Reads submissions (detectors/types.ts): a correlated message as the queue
  * manager takes it (the SASL user is on the smtpd line, the sender on the
  * qmgr line), judged at that line's time, not when its delivery ends,
- * which for mail the receivers defer can be days later. A sender is the account's own when the site knowledge
- * says so (`site.senderAllowed`: same address, `user` login at a local
- * domain, configured aliases / `@domain` aliases, allowed sender domains).
+ * which for mail the receivers defer can be days later. A sender is the
+ * account's own when the site knowledge says so (`site.senderAllowed`: same
+ * address, `user` login at a local domain, configured aliases / `@domain`
+ * aliases, allowed sender domains).
  *
  * Per account and window it counts forged messages and the distinct forged
  * sender domains, and reports when either crosses its threshold:

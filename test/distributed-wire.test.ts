@@ -180,6 +180,13 @@ describe('submissions the parse stage routes', () => {
     expect(rows.messages).toHaveLength(0); // the message is stored when it is emitted, not when it is queued
     expect(rows.events.length).toBe(3);
   });
+
+  it('are not sent when no enabled detector reads them', () => {
+    const part = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: 60_000, maxEntries: 1000, stores: { reads: () => true }, submissions: false });
+    part.feed(mailLog([SASL, FROM, DEFERRED]));
+    const out = encodeItems(part.takeOutput()).flatMap((b) => decodeItems(b, () => undefined));
+    expect(out.map((it) => it.event?.kind)).toEqual(['smtp.client', 'smtp.client', 'queue.from', 'delivery']);
+  });
 });
 
 describe('a parse partition fed only to rebuild its state', () => {

@@ -38,6 +38,8 @@ export interface ParsePartitionOptions {
    * Without it every item is routed and its first route is the stored copy.
    */
   stores?: { reads: (e: Event) => boolean };
+  /** Route submissions (see Correlator's onSubmission): whether an enabled detector reads them. Default true. */
+  submissions?: boolean;
 }
 
 /** Rows of what a partition that stores parsed since the last takeRows(). */
@@ -94,7 +96,7 @@ export class ParsePartition {
     this.correlator = new Correlator((m) => this.route(undefined, m, undefined), {
       idleTimeoutMs: o.idleTimeoutMs,
       maxEntries: o.maxEntries,
-      onSubmission: (m) => this.routeSubmission(m),
+      ...(o.submissions === false ? {} : { onSubmission: (m: Message) => this.routeSubmission(m) }),
     });
   }
 

@@ -339,7 +339,13 @@ export class ParseStage {
 
   private async open(topic: string, partition: number, firstOffset: bigint): Promise<PartState> {
     const cfg = this.o.cfg;
-    const st = new ParsePartition({ zone: this.o.zone, idleTimeoutMs: cfg.correlator.idleTimeoutMs, maxEntries: cfg.correlator.maxEntries, ...(this.reads ? { stores: { reads: this.reads } } : {}) });
+    const st = new ParsePartition({
+      zone: this.o.zone,
+      idleTimeoutMs: cfg.correlator.idleTimeoutMs,
+      maxEntries: cfg.correlator.maxEntries,
+      submissions: cfg.enabledDetectors.some((d) => d.submissions === true),
+      ...(this.reads ? { stores: { reads: this.reads } } : {}),
+    });
     const snap = await this.o.snapshots.load(this.groupId, cfg.kafka.topics.lines, partition);
     // Asked from the broker, not taken from the batch: after a commit whose answer was lost, kafkajs fetches
     // again from its own last known offset, yet the broker did commit that batch: it must stay silent.
