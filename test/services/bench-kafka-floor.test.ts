@@ -8,16 +8,17 @@ import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kafkaFloorPhase } from '../../bench/kafka-floor.js';
-import { CLICKHOUSE_URL, KAFKA_BROKERS } from './helpers/services.js';
+import { CLICKHOUSE_URL, KAFKA_BROKERS, REDIS_URL } from './helpers/services.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fg-floor-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('bench: kafka-floor phase', () => {
   it('moves every line through Kafka into ClickHouse and cleans up', async () => {
-    const env = { FLOODGATE_BENCH_KAFKA: process.env.FLOODGATE_BENCH_KAFKA, FLOODGATE_BENCH_CLICKHOUSE: process.env.FLOODGATE_BENCH_CLICKHOUSE };
+    const env = { FLOODGATE_BENCH_KAFKA: process.env.FLOODGATE_BENCH_KAFKA, FLOODGATE_BENCH_CLICKHOUSE: process.env.FLOODGATE_BENCH_CLICKHOUSE, FLOODGATE_BENCH_REDIS: process.env.FLOODGATE_BENCH_REDIS };
     process.env.FLOODGATE_BENCH_KAFKA = KAFKA_BROKERS.join(',');
     process.env.FLOODGATE_BENCH_CLICKHOUSE = CLICKHOUSE_URL;
+    process.env.FLOODGATE_BENCH_REDIS = REDIS_URL;
     try {
       const lines: string[] = [];
       for (let i = 0; i < 30_000; i++) lines.push(`Dec  7 10:00:00 mx1 postfix/smtpd[${i}]: connect from unknown[192.0.2.${i % 250}]`);
