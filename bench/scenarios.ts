@@ -507,7 +507,7 @@ export function forgedSenderFlood(log: ScenarioLog, o: { account: string; ips: s
 }
 
 /** (b) Own-sender flood from a network never seen for the account. */
-export function ownSenderFlood(log: ScenarioLog, o: { account: string; ip: string; start: number; perHour: number; minutes: number }): Takeover {
+export function ownSenderFlood(log: ScenarioLog, o: { account: string; ip: string; start: number; perHour: number; minutes: number; deferRate?: number }): Takeover {
   const r = log.rng;
   const n = Math.round((o.perHour * o.minutes) / 60);
   const pace = (o.minutes * MIN) / n;
@@ -515,7 +515,7 @@ export function ownSenderFlood(log: ScenarioLog, o: { account: string; ip: strin
     const rc: string[] = [];
     const k = r.range(1, 4);
     for (let j = 0; j < k; j++) rc.push(`${r.str(r.range(5, 10))}@${harvestedDomain(r)}`);
-    log.submit(o.start + Math.floor(i * pace), { account: o.account, ip: o.ip, from: o.account, rcpts: rc, spammy: true, fate: spamFate(r, 0.12) });
+    log.submit(o.start + Math.floor(i * pace), { account: o.account, ip: o.ip, from: o.account, rcpts: rc, spammy: true, fate: spamFate(r, 0.12, o.deferRate) });
   }
   return { takeoverTs: o.start };
 }

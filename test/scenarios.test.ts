@@ -16,6 +16,8 @@
  *                                        queued: an alert 2 h later, no lock)
  *   (b) own sender, new network    86   (was 1838 before the policy combined
  *                                        corroborated volume and takeover)
+ *   (b2) the same, mail held      324   (3061 before submissions were counted
+ *        in the queue                    as queued)
  *   (e) brute force, then sending 214   (154 after the first message)
  *   (g) listed IP (passive)       198
  *   (g) listed IP (active DNS)    202
@@ -144,6 +146,15 @@ describe('compromised accounts are locked (dry-run)', () => {
     expect(lock.reasons.find((x) => x.startsWith('corroborated:')), lock.reasons.join('\n')).toMatch(/recipient-fanout .* after login-anomaly \(new-network, score 65\)/);
     expect(decisionsFor(r, victim)[0]).toBe(lock); // no alert first: the lock is the first decision
     checkEvidence(r, lock, [victim, ip]);
+  });
+
+  it('(b2) the same own-sender flood with its mail held in the queue (9 recipients in 10 deferred): locked on volume and the new network', async () => {
+    const victim = U[1]!.account;
+    const ip = '185.220.101.34';
+    let takeover = 0;
+    const r = await runLines(scenario(2, (log) => { takeover = S.ownSenderFlood(log, { account: victim, ip, start: EP, perHour: 300, minutes: 60, deferRate: 0.9 }).takeoverTs; }), { name: 'b2' });
+    const lock = expectLockWithin(r, victim, takeover, 10 * MIN);
+    expect(lock.signals).toEqual(expect.arrayContaining(['new-network', 'volume']));
   });
 
   it('(e) distributed brute force ending in success, then sending: brute-force + guessed-password → lock', async () => {
