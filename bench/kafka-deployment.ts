@@ -22,6 +22,11 @@ const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 export type ServiceAddresses = DeploymentServices;
 
+/** The port of `host:port` or `http://host:port/...` (0 when there is none). */
+export function portOf(address: string): number {
+  return Number(/:(\d+)(?:\/.*)?$/.exec(address)?.[1] ?? 0);
+}
+
 /** Loopback services of `scripts/services.sh`, or FLOODGATE_BENCH_{KAFKA,CLICKHOUSE,REDIS}. */
 export function serviceAddresses(env: NodeJS.ProcessEnv = process.env): ServiceAddresses {
   return {

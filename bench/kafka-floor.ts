@@ -29,7 +29,8 @@ import { fileURLToPath } from 'node:url';
 import { CompressionTypes, Kafka, logLevel } from 'kafkajs';
 import { sqlIdentifier, sqlTable } from '../src/clickhouse/escape.js';
 import { validateConfig } from '../src/config/config.js';
-import { checkServices, serviceAddresses } from './kafka-deployment.js';
+import { sleep } from '../src/core/within.js';
+import { checkServices, portOf, serviceAddresses } from './kafka-deployment.js';
 import { CpuMeter, pidListeningOn } from './proc-cpu.js';
 
 interface ChildArgs {
@@ -57,8 +58,6 @@ const RECORD_BYTES = defaults.kafka.batchLines * LINE_BYTES;
 /** The broker's default limit on a produce request's batch (message.max.bytes is about 1 MiB). */
 const SEND_BYTES = 900 * 1024;
 
-const portOf = (address: string): number => Number(/:(\d+)(?:\/.*)?$/.exec(address)?.[1] ?? 0);
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const round2 = (x: number) => Math.round(x * 100) / 100;
 
 async function clickhouse(base: string, sql: string, body?: Buffer): Promise<string> {

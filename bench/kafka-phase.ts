@@ -39,7 +39,7 @@ import { accountRoute, ipRoute, routeKey } from '../src/detect/route.js';
 import { partitionFor } from '../src/distributed/kafka.js';
 import { summarizeProfile, type ProfileSummary } from './cpu-profile.js';
 import { generateLines } from './generate.js';
-import { BenchDeployment, checkServices, metricSum, serviceAddresses, type DeploymentSettings, type ServiceAddresses } from './kafka-deployment.js';
+import { BenchDeployment, checkServices, metricSum, portOf, serviceAddresses, type DeploymentSettings, type ServiceAddresses } from './kafka-deployment.js';
 import { CpuMeter, pidListeningOn } from './proc-cpu.js';
 
 export interface KafkaPhaseOptions {
@@ -128,10 +128,6 @@ export function parseKafkaSettings(text: string): Partial<DeploymentSettings> {
 interface Services {
   addresses: ServiceAddresses;
   pids: { kafka?: number; clickhouse?: number; redis?: number };
-}
-
-function portOf(address: string): number {
-  return Number(/:(\d+)(?:\/.*)?$/.exec(address)?.[1] ?? 0);
 }
 
 export async function kafkaPhase(o: KafkaPhaseOptions): Promise<Record<string, unknown>> {

@@ -182,30 +182,26 @@ export class ParsePartition {
         }
       }
     }
-    const routes = routesOf((e ?? m)!);
-    const body = e !== undefined ? 'e' : 'm';
     // Stored here, the item has no stored copy among its deliveries; else its first route is that copy.
-    const stored = reads !== undefined;
+    this.send(e !== undefined ? 'e' : 'm', (e ?? m)!, n, json, reads === undefined);
+  }
+
+  /** A submission goes to the detect stage only, by the message's routes: never stored (the message is, when it is emitted). */
+  private routeSubmission(m: Message): void {
+    if (this.rebuilding) return;
+    this.send('s', m, undefined, JSON.stringify(m), false);
+  }
+
+  /** The item's wire lines, one per route; with `firstStored`, its first route is the copy the detect stage stores. */
+  private send(body: 'e' | 'm' | 's', item: Event | Message, n: number | undefined, json: string, firstStored: boolean): void {
+    const routes = routesOf(item);
     for (let i = 0; i < routes.length; i++) {
       const route = routes[i]!;
-      const primary = !stored && i === 0;
+      const primary = firstStored && i === 0;
       // The wire line now, not the event: an item holds no object of the event until its transaction commits.
       const it: RoutedItem = { route, primary, line: routedLine(body, route, primary, n, json) };
       if (n !== undefined) it.n = n;
       this.out.push(it);
-    }
-  }
-
-  /** A submission goes to the detect stage only (the message is stored when it is emitted), by the message's routes. */
-  private routeSubmission(m: Message): void {
-    if (this.rebuilding) return;
-    const json = JSON.stringify(m);
-    const routes = routesOf(m);
-    const stored = this.reads !== undefined;
-    for (let i = 0; i < routes.length; i++) {
-      const route = routes[i]!;
-      const primary = !stored && i === 0;
-      this.out.push({ route, primary, line: routedLine('s', route, primary, undefined, json) });
     }
   }
 
