@@ -73,6 +73,13 @@ export interface SubmitOptions {
   rcpts: string[];
   /** Per-recipient outcome; default: all delivered. */
   fate?: (rcpt: string, i: number) => Fate;
+  /**
+   * Postfix's retries of the deferred recipients, each deferred again: up to
+   * this many, at about 5, 15, 35 and 75 min after the first attempt and
+   * then every 67 min (minimal_backoff_time 300 s doubling up to
+   * maximal_backoff_time 4000 s). Default none: the message simply stays queued.
+   */
+  retries?: number;
   /** smtpd service: `submission` (587, SASL) or `smtpd` (port 25). Default submission when an account is given. */
   service?: 'submission' | 'smtps' | 'smtpd';
   /** Amavis score band. */
@@ -200,6 +207,8 @@ export class ScenarioLog {
     let deferred = false;
     const smtpPid = 5400 + r.int(8);
     const lmtpPid = 5500 + r.int(3);
+    const held: string[] = []; // deferred recipients
+    let firstAttempt = 0;
     for (let i = 0; i < n; i++) {
       const rc = o.rcpts[i]!;
       const dom = rc.slice(rc.lastIndexOf('@') + 1);
@@ -217,7 +226,21 @@ export class ScenarioLog {
         this.sys(step(50, 900), `postfix/smtp[${smtpPid}]: ${q2}: to=<${rc}>, relay=${relay}, delay=0.9, delays=0.1/0.01/0.4/0.4, dsn=5.1.1, status=bounced (host ${rhost} said: 550 5.1.1 <${rc}>: Recipient address rejected: User unknown (in reply to RCPT TO command))`);
       } else {
         deferred = true;
-        this.sys(step(50, 900), `postfix/smtp[${smtpPid}]: ${q2}: to=<${rc}>, relay=${relay}, delay=2.1, delays=0.1/0.01/0.6/1.4, dsn=4.7.0, status=deferred (host ${rhost} said: 421 4.7.0 [TSS04] Messages from ${OUTBOUND_IP} temporarily deferred due to unexpected volume or user complaints (in reply to MAIL FROM command))`);
+        this.sys(step(50, 900), deferLine(smtpPid, q2, rc, relay, '2.1', '0.1'));
+        held.push(rc);
+        firstAttempt ||= ts;
+      }
+    }
+    const retries = Math.min(o.retries ?? 0, 12);
+    for (let k = 0, at = firstAttempt, backoff = 300_000; held.length > 0 && k < retries; k++) {
+      at += backoff + r.range(0, 60_000);
+      backoff = Math.min(backoff * 2, 4_000_000);
+      this.sys(at, `postfix/qmgr[812]: ${q2}: from=<${o.from}>, size=${size2}, nrcpt=${n} (queue active)`);
+      let t2 = at;
+      for (const rc of held) {
+        t2 += r.range(50, 400);
+        const queued = ((t2 - firstAttempt) / 1000).toFixed(0);
+        this.sys(t2, deferLine(5400 + r.int(8), q2, rc, remoteRelay(rc.slice(rc.lastIndexOf('@') + 1), r), queued, queued));
       }
     }
     if (bounced && o.from !== '') {
@@ -468,6 +491,12 @@ function harvestedDomain(r: Rng): string {
   return r.chance(0.5) ? r.pick(SPAM_RCPT_DOMAINS) : `${r.str(r.range(5, 9))}.${r.pick(['com.tw', 'com', 'net', 'jp', 'com.cn', 'co.kr'])}`;
 }
 
+/** A receiver throttling our outbound IP: Yahoo's TSS04. */
+function deferLine(pid: number, qid: string, rc: string, relay: string, delay: string, queued: string): string {
+  const rhost = relay.slice(0, relay.lastIndexOf(':'));
+  return `postfix/smtp[${pid}]: ${qid}: to=<${rc}>, relay=${relay}, delay=${delay}, delays=${queued}/0.01/0.6/1.4, dsn=4.7.0, status=deferred (host ${rhost} said: 421 4.7.0 [TSS04] Messages from ${OUTBOUND_IP} temporarily deferred due to unexpected volume or user complaints (in reply to MAIL FROM command))`;
+}
+
 /** Spam to harvested addresses: most delivered, some bounced, a few deferred by Yahoo. */
 function spamFate(r: Rng, bounceRate: number, deferRate?: number): (rc: string) => Fate {
   if (deferRate !== undefined) return () => (r.chance(deferRate) ? 'deferred' : r.chance(bounceRate) ? 'bounced' : 'sent');
@@ -490,7 +519,8 @@ export interface Takeover {
  * `paceMs`. `firstTs` is the flood's start (its first message at most
  * paceMs/2 later); the webmail login comes 40 s before it. `deferRate`: the
  * share of recipients the receiving servers defer (throttling a spam run);
- * a message with one of them stays in the queue.
+ * a message with one of them stays in the queue, retried 4 times in the
+ * next 75 min and deferred each time.
  */
 export function forgedSenderFlood(log: ScenarioLog, o: { account: string; ips: string[]; start: number; count: number; paceMs: number; domain?: string; bounceRate?: number; deferRate?: number }): { firstTs: number } & Takeover {
   const r = log.rng;
@@ -501,7 +531,7 @@ export function forgedSenderFlood(log: ScenarioLog, o: { account: string; ips: s
     const rc: string[] = [];
     const k = r.range(5, 20);
     for (let j = 0; j < k; j++) rc.push(`${r.str(r.range(5, 10))}@${harvestedDomain(r)}`);
-    log.submit(t, { account: o.account, ip: r.pick(o.ips), from: `${r.str(r.range(4, 8))}@${o.domain ?? 'yahoo.com.tw'}`, rcpts: rc, spammy: true, fate: spamFate(r, o.bounceRate ?? 0.15, o.deferRate) });
+    log.submit(t, { account: o.account, ip: r.pick(o.ips), from: `${r.str(r.range(4, 8))}@${o.domain ?? 'yahoo.com.tw'}`, rcpts: rc, spammy: true, fate: spamFate(r, o.bounceRate ?? 0.15, o.deferRate), retries: o.deferRate !== undefined ? 4 : 0 });
   }
   return { firstTs: o.start, takeoverTs: o.start - 40_000 };
 }
@@ -515,7 +545,7 @@ export function ownSenderFlood(log: ScenarioLog, o: { account: string; ip: strin
     const rc: string[] = [];
     const k = r.range(1, 4);
     for (let j = 0; j < k; j++) rc.push(`${r.str(r.range(5, 10))}@${harvestedDomain(r)}`);
-    log.submit(o.start + Math.floor(i * pace), { account: o.account, ip: o.ip, from: o.account, rcpts: rc, spammy: true, fate: spamFate(r, 0.12, o.deferRate) });
+    log.submit(o.start + Math.floor(i * pace), { account: o.account, ip: o.ip, from: o.account, rcpts: rc, spammy: true, fate: spamFate(r, 0.12, o.deferRate), retries: o.deferRate !== undefined ? 4 : 0 });
   }
   return { takeoverTs: o.start };
 }

@@ -147,6 +147,33 @@ describe('bounce-ratio', () => {
     expect(findings[0]!.window).toMatchObject({ recipients: 20, failed: 10 });
   });
 
+  it('counts a held message as its recipients settle, each once: a throttled flood is flagged while its mail is still queued', () => {
+    // 10 messages, each with 1 recipient sent and 2 deferred (TSS04), retried 5 and 15 min later and deferred again
+    const flows: Flow[] = [];
+    const queued: [t: number, q: string, to: string[]][] = [];
+    for (let k = 0; k < 10; k++) {
+      const [t, ls] = submission(k * 30, 'mallory@example.com', [[`a${k}@one.example`, 'sent'], [`b${k}@two.example`, 'deferred'], [`c${k}@three.example`, 'deferred']]);
+      flows.push([t, ls.filter((l) => !l.endsWith(': removed'))]);
+      queued.push([t, /: ([0-9A-F]{10}): /.exec(ls[0]!)![1]!, [`b${k}@two.example`, `c${k}@three.example`]]);
+    }
+    const retry = (after: number, o: Outcome) => queued.map(([t, q, to]): Flow => [t + after, to.map((r) => delivery(at(t + after), q, r, o))]);
+    const held = [...flows, ...retry(300, 'deferred'), ...retry(900, 'deferred')];
+    const { findings } = detectText(lines(held), { detectors: [bounceRatioDetector], configs: { 'bounce-ratio': {} }, flush: false });
+    // no message has ended (no flush): the finding comes from recipients settled at the 15 min retries
+    expect(check(findings)).toHaveLength(1);
+    expect(findings[0]!.window).toMatchObject({ recipients: 21, failed: 14 });
+    expect(findings[0]!.ts).toBe(T0 + (900 + 6 * 30) * 1000);
+    // Without the retries nothing is flagged before the messages end.
+    expect(detectText(lines([...flows, ...retry(300, 'deferred')]), { detectors: [bounceRatioDetector], flush: false }).findings).toEqual([]);
+
+    // The mail finally leaves at the 35 min retry; a message ending with every recipient settled counts none of them again.
+    const done = queued.map(([t, q]): Flow => [t + 2101, [`${at(t + 2101)} mx1 postfix/qmgr[102]: ${q}: removed`]]);
+    const later = submission(2400, 'mallory@example.com', [['z@four.example', 'bounced']]);
+    const all = run(lines([...held, ...retry(2100, 'sent'), ...done, later]), { cooldownMs: 0 });
+    expect(all.messages).toHaveLength(11);
+    expect(all.findings.at(-1)!.window).toMatchObject({ recipients: 31, failed: 21 });
+  });
+
   it('re-alerts at most once per cooldown', () => {
     const flows = Array.from({ length: 300 }, (_, k) => submission(k * 30, 'eve@example.com', [[`v${k}@x${k}.example.net`, 'bounced']]));
     const { findings } = run(lines(flows));

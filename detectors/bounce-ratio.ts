@@ -8,7 +8,11 @@
  * ignored), over a sliding window (default 1 h), count recipients and failed
  * recipients. A recipient is counted from its final status in the message;
  * hand-offs to a content filter (Recipient.viaFilter: the real outcome is
- * not known yet) are skipped. Failed = status bounced, deferred, expired,
+ * not known yet) are skipped. A message held in the queue (a recipient
+ * still deferred on a retry 10 min after its first deferral: receivers
+ * throttling a spam run keep it there for days) has its recipients counted
+ * as they settle instead (Detector.settled), a deferred one as failed then;
+ * the finished message counts only those not counted so (Recipient.settled). Failed = status bounced, deferred, expired,
  * softbounce or undeliverable, or any 5xx dsn. (A deferral later followed
  * by a successful delivery ends as `sent` and is not a failure: greylisting
  * is normal.)
@@ -60,6 +64,7 @@ export const bounceRatioDetector = defineDetector({
   config,
   events: [],
   messages: true,
+  settled: true,
   create(cfg, { store, emit, owner }) {
     const maxKeys = cfg.maxKeys;
     const counts = store.counter('recipients', { windowMs: cfg.windowMs, buckets: 12, maxKeys });
@@ -85,39 +90,47 @@ export const bounceRatioDetector = defineDetector({
 
     return {
       onMessage(m) {
-        const user = m.saslUser;
-        if (user === undefined || user === '' || !owner.account(user)) return;
-        const list = m.recipients;
-        let total = 0;
-        let bad = 0;
-        let f1 = -1;
-        let f2 = -1;
-        for (let i = 0; i < list.length; i++) {
-          const r = list[i]!;
-          if (r.viaFilter === true) continue;
-          total++;
-          if (failed(r)) {
-            bad++;
-            if (f1 < 0) f1 = i;
-            else if (f2 < 0) f2 = i;
-          }
-        }
-        if (total === 0) return;
-        const key = user.toLowerCase();
-        const ts = messageTs(m);
-        const packed = counts.add(key, ts, total + bad * PACK);
-        const badW = Math.floor(packed / PACK);
-        const totalW = packed - badW * PACK;
-        if (bad > 0) remember(key, ts, m, bad, total, f1, f2);
-
-        if (totalW < cfg.minRecipients) return;
-        const share = badW / totalW;
-        if (share <= cfg.threshold) return;
-        // Once per cooldown, unless the severity climbs: a growing flood is reported as it grows.
-        if (!passCooldown(cooldown, key, ts, share >= 0.8 ? 'critical' : share >= 0.5 ? 'high' : 'medium')) return;
-        emit(finding(key, ts, share, badW, totalW));
+        count(m, false);
+      },
+      onSettled(m) {
+        count(m, true);
       },
     };
+
+    /** A finished message's recipients not settled before (settledNow false), or those a held message settled now. */
+    function count(m: Message, settledNow: boolean): void {
+      const user = m.saslUser;
+      if (user === undefined || user === '' || !owner.account(user)) return;
+      const list = m.recipients;
+      let total = 0;
+      let bad = 0;
+      let f1 = -1;
+      let f2 = -1;
+      for (let i = 0; i < list.length; i++) {
+        const r = list[i]!;
+        if (r.viaFilter === true || (!settledNow && r.settled === true)) continue;
+        total++;
+        if (failed(r)) {
+          bad++;
+          if (f1 < 0) f1 = i;
+          else if (f2 < 0) f2 = i;
+        }
+      }
+      if (total === 0) return;
+      const key = user.toLowerCase();
+      const ts = messageTs(m);
+      const packed = counts.add(key, ts, total + bad * PACK);
+      const badW = Math.floor(packed / PACK);
+      const totalW = packed - badW * PACK;
+      if (bad > 0) remember(key, ts, m, bad, total, f1, f2);
+
+      if (totalW < cfg.minRecipients) return;
+      const share = badW / totalW;
+      if (share <= cfg.threshold) return;
+      // Once per cooldown, unless the severity climbs: a growing flood is reported as it grows.
+      if (!passCooldown(cooldown, key, ts, share >= 0.8 ? 'critical' : share >= 0.5 ? 'high' : 'medium')) return;
+      emit(finding(key, ts, share, badW, totalW));
+    }
 
     function remember(key: string, ts: number, m: Message, bad: number, total: number, f1: number, f2: number): void {
       const a = m.recipients[f1]!;

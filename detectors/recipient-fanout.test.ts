@@ -139,6 +139,29 @@ describe('recipient-fanout', () => {
     expect(f.at(-1)!.score).toBeGreaterThan(f[0]!.score);
   });
 
+  it('counts the recipients of mail held in the queue as they settle, not when it leaves days later', () => {
+    // 60 messages to 60 domains, every one deferred by the receiver (throttled), and deferred again on the retries 5 and 15 min later
+    const flows: Flow[] = [];
+    for (let k = 0; k < 60; k++) {
+      const t = k * 30;
+      const q = qid();
+      const to = `info${k}@shop${k}.example-${k % 9}.net`;
+      const d = (ts: number) =>
+        `${at(ts)} mx1 postfix/smtp[103]: ${q}: to=<${to}>, relay=mx.shop${k}.net[198.51.100.7]:25, delay=2, delays=0.1/0/1.8/0.1, dsn=4.7.0, status=deferred (host mx.shop${k}.net[198.51.100.7] said: 421 4.7.0 Try again later)`;
+      flows.push([t, [`${at(t)} mx1 postfix/submission/smtpd[100]: ${q}: client=unknown[203.0.113.9], sasl_method=PLAIN, sasl_username=mallory@example.com`, `${at(t)} mx1 postfix/qmgr[102]: ${q}: from=<mallory@example.com>, size=2400, nrcpt=1 (queue active)`, d(t)]]);
+      flows.push([t + 300, [d(t + 300)]]);
+      flows.push([t + 900, [d(t + 900)]]);
+    }
+    const held = detectText(lines(flows), { detectors: [recipientFanoutDetector], flush: false });
+    expect(held.messages).toHaveLength(0);
+    expect(held.findings).toHaveLength(1);
+    expect(held.findings[0]!.window).toMatchObject({ mode: 'fixed', trigger: 'domains', domains: 51 });
+    expect(held.findings[0]!.ts).toBe(T0 + (900 + 50 * 30) * 1000);
+    // without the retries that show the mail is held, nothing before the messages end
+    const firstAttempts = flows.filter((_, i) => i % 3 === 0);
+    expect(detectText(lines(firstAttempts), { detectors: [recipientFanoutDetector], flush: false }).findings).toEqual([]);
+  });
+
   it('config: {} parses to the documented defaults', () => {
     expect(recipientFanoutDetector.config.parse({})).toMatchObject({
       windowMs: 3_600_000,

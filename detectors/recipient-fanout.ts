@@ -5,7 +5,9 @@
  * opposed to a lot of mail to the same few correspondents.
  *
  * Per SASL account (Message.saslUser, lowercased; messages without one are
- * ignored), over a sliding window (default 1 h):
+ * ignored), over a sliding window (default 1 h), each recipient counted when
+ * its message ends or, for a message held in the queue, as it settles (see
+ * bounce-ratio and Detector.settled):
  * - distinct external recipient domains and distinct external recipients
  *   (DistinctCounters, at most maxDomainsTracked / maxRecipientsTracked values
  *   per account: past the cap counts are lower bounds and the finding says so);
@@ -41,6 +43,7 @@
  * external recipient counts; window.sampleDomains lists recent domains.
  */
 import { z } from 'zod';
+import type { Message } from '../src/correlator/message.js';
 import type { Evidence, Finding } from '../src/detect/finding.js';
 import { domainOf } from '../src/detect/site.js';
 import type { BaselineView } from '../src/detect/windows.js';
@@ -96,6 +99,7 @@ export const recipientFanoutDetector = defineDetector({
   config,
   events: [],
   messages: true,
+  settled: true,
   create(cfg, { store, site, emit, owner }) {
     const maxKeys = cfg.maxKeys;
     const windowMs = cfg.windowMs;
@@ -119,91 +123,100 @@ export const recipientFanoutDetector = defineDetector({
 
     return {
       onMessage(m) {
-        const user = m.saslUser;
-        if (user === undefined || user === '' || !owner.account(user)) return;
-        const key = user.toLowerCase();
-        const ts = messageTs(m);
-        const list = m.recipients;
-
-        let ext = 0;
-        let loc = 0;
-        let newDom = 0;
-        let newRcpt = 0;
-        let domCount = 0;
-        let rcptCount = 0;
-        let capped = false;
-        for (let i = 0; i < list.length; i++) {
-          const addr = list[i]!.address;
-          const d = domainOf(addr);
-          if (d === '' || site.isLocalDomain(d)) {
-            loc++;
-            continue;
-          }
-          ext++;
-          const a = domains.add(key, d, ts);
-          if (a.isNew) newDom++;
-          domCount = a.count;
-          const b = rcpts.add(key, addr.toLowerCase(), ts);
-          if (b.isNew) newRcpt++;
-          rcptCount = b.count;
-          capped ||= a.capped || b.capped;
-        }
-        if (loc > 0) local.add(key, ts, loc);
-        // every message starts/advances the history clock, even an internal one
-        const db = domBase.add(key, ts, newDom);
-        const rb = rcptBase.add(key, ts, newRcpt);
-        if (db.weight === 0 && (newDom > 0 || newRcpt > 0)) {
-          // cold start: in the account's first period everything is "new" by
-          // construction (nothing remembered yet); learning it would set a
-          // mean that the slow decay keeps for weeks. Learn that period as 0.
-          domBase.add(key, ts, -newDom);
-          rcptBase.add(key, ts, -newRcpt);
-        }
-        if (ext === 0) return;
-
-        const packed = fresh.add(key, ts, newDom + newRcpt * PACK);
-        const newRcptsW = Math.floor(packed / PACK);
-        const newDomsW = packed - newRcptsW * PACK;
-
-        row[0] = m.src.file;
-        row[1] = m.src.offset;
-        row[2] = m.firstTs;
-        row[3] = m.queueId;
-        row[4] = ext;
-        row[5] = loc;
-        ring.add(key, ts, row);
-
-        const mature = db.weight >= cfg.baselineMinPeriods;
-        let tD: number, tR: number, vD: number, vR: number;
-        if (mature) {
-          tD = learnedThreshold(db, domOpts);
-          tR = learnedThreshold(rb, rcptOpts);
-          vD = newDomsW;
-          vR = newRcptsW;
-          const xd = unlearn(newDom, db, tD);
-          if (xd > 0) domBase.add(key, ts, -xd);
-          const xr = unlearn(newRcpt, rb, tR);
-          if (xr > 0) rcptBase.add(key, ts, -xr);
-        } else {
-          const acct = byAccount.get(key);
-          tD = acct?.maxDomains ?? cfg.maxDomains;
-          tR = acct?.maxRecipients ?? cfg.maxRecipients;
-          vD = domCount;
-          vR = rcptCount;
-        }
-
-        let worst: Metric = 'domains';
-        let ratio = vD / tD;
-        if (vR / tR > ratio) {
-          ratio = vR / tR;
-          worst = 'recipients';
-        }
-        if (ratio <= 1) return;
-        // Once per cooldown, unless the severity climbs: a growing flood is reported as it grows.
-        if (!passCooldown(cooldown, key, ts, gradeRatio(ratio).severity)) return;
-        emit(finding(key, ts, worst, ratio, mature, db, rb, { vD, vR, tD, tR, domCount, rcptCount, newDomsW, newRcptsW, capped }));
+        count(m, false);
+      },
+      onSettled(m) {
+        count(m, true);
       },
     };
+
+    /** A finished message's recipients not settled before (settledNow false), or those a held message settled now. */
+    function count(m: Message, settledNow: boolean): void {
+      const user = m.saslUser;
+      if (user === undefined || user === '' || !owner.account(user)) return;
+      const key = user.toLowerCase();
+      const ts = messageTs(m);
+      const list = m.recipients;
+
+      let ext = 0;
+      let loc = 0;
+      let newDom = 0;
+      let newRcpt = 0;
+      let domCount = 0;
+      let rcptCount = 0;
+      let capped = false;
+      for (let i = 0; i < list.length; i++) {
+        if (!settledNow && list[i]!.settled === true) continue;
+        const addr = list[i]!.address;
+        const d = domainOf(addr);
+        if (d === '' || site.isLocalDomain(d)) {
+          loc++;
+          continue;
+        }
+        ext++;
+        const a = domains.add(key, d, ts);
+        if (a.isNew) newDom++;
+        domCount = a.count;
+        const b = rcpts.add(key, addr.toLowerCase(), ts);
+        if (b.isNew) newRcpt++;
+        rcptCount = b.count;
+        capped ||= a.capped || b.capped;
+      }
+      if (loc > 0) local.add(key, ts, loc);
+      // every message starts/advances the history clock, even an internal one
+      const db = domBase.add(key, ts, newDom);
+      const rb = rcptBase.add(key, ts, newRcpt);
+      if (db.weight === 0 && (newDom > 0 || newRcpt > 0)) {
+        // cold start: in the account's first period everything is "new" by
+        // construction (nothing remembered yet); learning it would set a
+        // mean that the slow decay keeps for weeks. Learn that period as 0.
+        domBase.add(key, ts, -newDom);
+        rcptBase.add(key, ts, -newRcpt);
+      }
+      if (ext === 0) return;
+
+      const packed = fresh.add(key, ts, newDom + newRcpt * PACK);
+      const newRcptsW = Math.floor(packed / PACK);
+      const newDomsW = packed - newRcptsW * PACK;
+
+      row[0] = m.src.file;
+      row[1] = m.src.offset;
+      row[2] = m.firstTs;
+      row[3] = m.queueId;
+      row[4] = ext;
+      row[5] = loc;
+      ring.add(key, ts, row);
+
+      const mature = db.weight >= cfg.baselineMinPeriods;
+      let tD: number, tR: number, vD: number, vR: number;
+      if (mature) {
+        tD = learnedThreshold(db, domOpts);
+        tR = learnedThreshold(rb, rcptOpts);
+        vD = newDomsW;
+        vR = newRcptsW;
+        const xd = unlearn(newDom, db, tD);
+        if (xd > 0) domBase.add(key, ts, -xd);
+        const xr = unlearn(newRcpt, rb, tR);
+        if (xr > 0) rcptBase.add(key, ts, -xr);
+      } else {
+        const acct = byAccount.get(key);
+        tD = acct?.maxDomains ?? cfg.maxDomains;
+        tR = acct?.maxRecipients ?? cfg.maxRecipients;
+        vD = domCount;
+        vR = rcptCount;
+      }
+
+      let worst: Metric = 'domains';
+      let ratio = vD / tD;
+      if (vR / tR > ratio) {
+        ratio = vR / tR;
+        worst = 'recipients';
+      }
+      if (ratio <= 1) return;
+      // Once per cooldown, unless the severity climbs: a growing flood is reported as it grows.
+      if (!passCooldown(cooldown, key, ts, gradeRatio(ratio).severity)) return;
+      emit(finding(key, ts, worst, ratio, mature, db, rb, { vD, vR, tD, tR, domCount, rcptCount, newDomsW, newRcptsW, capped }));
+    }
 
     function finding(
       key: string,

@@ -52,6 +52,8 @@ export interface DetectorInstance {
   onMessage?(m: Message): void;
   /** An authenticated account's message as queued (see Detector.submissions); read it now, keep nothing of the object. */
   onSubmission?(m: Message): void;
+  /** Recipients of a message held in the queue, settled before it ends (see Detector.settled); read it now, keep nothing of the object. */
+  onSettled?(m: Message): void;
   /** Data this detector handed off (see DetectorDeps.handOff); false when it is not understood (counted, skipped). */
   onHandOff?(data: unknown): boolean;
   /** Resolves when the detector's outstanding async work (DNS) has finished; replay awaits it at the end. */
@@ -86,6 +88,15 @@ export interface Detector<C = unknown> {
    * counts sending must not wait for messages to finish.
    */
   readonly submissions?: boolean;
+  /**
+   * Whether it reads settled recipients: a message held in the queue (a
+   * recipient still deferred on a retry 10 min after its first deferral)
+   * has its recipients handed over as their outcome becomes known, each
+   * once, in a copy of the message whose `recipients` are those (see
+   * Correlator's onSettled). Each is marked `settled`, and the finished
+   * message carries the marks: a reader counts those there no more.
+   */
+  readonly settled?: boolean;
   create(config: C, deps: DetectorDeps): DetectorInstance;
 }
 

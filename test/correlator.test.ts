@@ -293,6 +293,90 @@ describe('correlator', () => {
     expect(got).toEqual(['A1', 'E1']); // A1 once (before the snapshot), E1 once (at its emission)
   });
 
+  it('hands a held message\'s recipients to onSettled as they settle, each once, and only once a deferral outlasts heldAfterMs', () => {
+    const got: Message[] = [];
+    const s = scenario({ onSettled: (m) => got.push(structuredClone(m)), heldAfterMs: 10 * 60_000 });
+    const MIN = 60_000;
+    // the amavis hop links A1 to B1, whose deliveries are the real ones
+    s.client('A1', '203.0.113.9', 'mallory@example.com');
+    s.from('A1', 'mallory@example.com', 4);
+    s.client('B1', '127.0.0.1');
+    s.from('B1', 'mallory@example.com', 4);
+    for (const to of ['a@x.example', 'b@x.example', 'c@y.example', 'd@z.example']) s.deliver('A1', to, 'sent', '127.0.0.1[127.0.0.1]:10032', 'B1');
+    s.removed('A1');
+    s.deliver('B1', 'a@x.example', 'sent');
+    s.deliver('B1', 'b@x.example', 'bounced');
+    s.deliver('B1', 'c@y.example', 'deferred');
+    s.advance(5 * MIN); // Postfix's first retry: greylisting lets mail through here
+    s.deliver('B1', 'c@y.example', 'deferred');
+    expect(got).toEqual([]); // not held yet: 5 min < 10
+    s.advance(5 * MIN);
+    s.deliver('B1', 'd@z.example', 'deferred'); // d's first attempt, 10 min in
+    s.advance(5 * MIN); // the second retry, 15 min after c's first deferral
+    s.deliver('B1', 'c@y.example', 'deferred');
+    // held now: with c, everything already known (a sent, b bounced); d, deferred for 5 min only, waits for its own outcome
+    expect(got.map((m) => m.recipients.map((r) => `${r.address} ${r.status}`))).toEqual([['a@x.example sent', 'b@x.example bounced', 'c@y.example deferred']]);
+    expect(got[0]).toMatchObject({ queueId: 'A1', saslUser: 'mallory@example.com', clientIp: '203.0.113.9', complete: false });
+    expect(got[0]!.recipients.every((r) => r.settled === true)).toBe(true);
+    s.deliver('B1', 'd@z.example', 'sent'); // held: settles at once
+    s.deliver('B1', 'c@y.example', 'sent'); // settled already: nothing more
+    expect(got.map((m) => m.recipients.map((r) => r.address))).toEqual([['a@x.example', 'b@x.example', 'c@y.example'], ['d@z.example']]);
+    s.removed('B1');
+    // the finished message has every recipient, with the marks (what readers skip)
+    expect(s.out).toHaveLength(1);
+    expect(s.out[0]!.recipients.map((r) => [r.address, r.status, r.settled])).toEqual([
+      ['a@x.example', 'sent', true],
+      ['b@x.example', 'bounced', true],
+      ['c@y.example', 'sent', true],
+      ['d@z.example', 'sent', true],
+    ]);
+    expect(got).toHaveLength(2);
+  });
+
+  it('never holds a message without a SASL user, nor one whose deferrals end in time', () => {
+    const got: Message[] = [];
+    const s = scenario({ onSettled: (m) => got.push(m) });
+    s.client('C1', '192.0.2.7'); // inbound: no SASL user
+    s.from('C1', 'someone@example.net', 1);
+    s.deliver('C1', 'u@example.com', 'deferred');
+    s.advance(3600_000);
+    s.deliver('C1', 'u@example.com', 'deferred');
+    s.client('D1', '203.0.113.9', 'anna@example.com');
+    s.from('D1', 'anna@example.com', 2);
+    s.deliver('D1', 'p@greylist.example', 'deferred');
+    s.deliver('D1', 'q@other.example', 'sent');
+    s.advance(5 * 60_000);
+    s.deliver('D1', 'p@greylist.example', 'sent'); // greylisting: through on the first retry
+    s.removed('D1');
+    expect(got).toEqual([]);
+    const d1 = s.out.find((m) => m.queueId === 'D1')!;
+    expect(d1.recipients.some((r) => r.settled === true)).toBe(false);
+  });
+
+  it('keeps what it settled across a snapshot and restore: nothing is handed over twice', () => {
+    const got: string[] = [];
+    const onSettled = (m: Message) => got.push(...m.recipients.map((r) => r.address));
+    const s = scenario({ onSettled });
+    s.client('A1', '203.0.113.9', 'mallory@example.com');
+    s.from('A1', 'mallory@example.com', 3);
+    s.deliver('A1', 'a@x.example', 'sent');
+    s.deliver('A1', 'b@x.example', 'deferred');
+    s.advance(10 * 60_000);
+    s.deliver('A1', 'c@x.example', 'deferred'); // 10:10
+    s.advance(5 * 60_000);
+    s.deliver('A1', 'b@x.example', 'deferred'); // 10:15: b held 15 min, c only 5
+    expect(got).toEqual(['a@x.example', 'b@x.example']);
+    const c = new Correlator(() => {}, { onSettled });
+    c.restore(JSON.parse(JSON.stringify(s.c.snapshot())) as ReturnType<Correlator['snapshot']>);
+    const t = Date.UTC(2026, 10, 27, 10, 16, 0);
+    const line = (to: string, status: 'sent' | 'deferred', offset: number): Event => ({ kind: 'delivery', ts: t, host: 'mx1', program: 'postfix/smtp', src: { file: 't.log', offset }, queueId: 'A1', agent: 'smtp', to, relay: 'mx[192.0.2.25]:25', relayIp: '192.0.2.25', status, reply: '250 ok', dsn: '2.0.0' });
+    c.push(line('b@x.example', 'sent', 100)); // settled before the snapshot
+    c.push(line('a@x.example', 'sent', 101)); // a repeated line of a settled one
+    expect(got).toEqual(['a@x.example', 'b@x.example']);
+    c.push({ ...line('c@x.example', 'deferred', 102), ts: t + 5 * 60_000 }); // held (restored from the marks), and c deferred since 10:10: 11 min
+    expect(got).toEqual(['a@x.example', 'b@x.example', 'c@x.example']);
+  });
+
   it('sheds the least recently touched entries past the cap and counts them', () => {
     const s = scenario({ maxEntries: 3 });
     s.client('Q00001', '192.0.2.1');

@@ -46,7 +46,8 @@ function run(items: readonly Item[], detector: Detector, only: ((e: Item['event'
       delivered++;
       engine.onEvent(it.event);
     } else if (it.message !== undefined) engine.onMessage(it.message);
-    else engine.onSubmission(it.submission);
+    else if (it.submission !== undefined) engine.onSubmission(it.submission);
+    else engine.onSettled(it.settled);
   }
   return { findings: findings.map((f) => JSON.stringify(f)), store: JSON.stringify(engine.store.snapshot()), site: JSON.stringify(engine.site.snapshot()), delivered };
 }

@@ -56,6 +56,7 @@ describe('items on the events topic (encodeItems / decodeItems)', () => {
     { route: { kind: 'host', key: 'odd "key"\twith\\escapes\u2028' }, primary: true, message },
     { route: { kind: 'account', key: 'ann@example.com' }, primary: false, handOff: { detector: 'plaintext-auth', data: { at: 5, why: ['x'] } } },
     { route: { kind: 'ip', key: '203.0.113.7' }, primary: true, submission: message },
+    { route: { kind: 'account', key: 'ann@example.com' }, primary: false, settled: message },
   ];
 
   it('round-trips every kind of item, route and key; events and messages keep their JSON text for the row', () => {
@@ -67,6 +68,7 @@ describe('items on the events topic (encodeItems / decodeItems)', () => {
     expect(out[2]!.json).toBe(JSON.stringify(message));
     expect(out[3]!.json).toBeUndefined();
     expect(out[4]!.json).toBe(JSON.stringify(message));
+    expect(out[5]!.settled).toEqual(message);
   });
 
   it('sends the JSON text an item carries instead of serialising its event again (the parse stage serialises once for all routes)', () => {
@@ -186,6 +188,45 @@ describe('submissions the parse stage routes', () => {
     part.feed(mailLog([SASL, FROM, DEFERRED]));
     const out = encodeItems(part.takeOutput()).flatMap((b) => decodeItems(b, () => undefined));
     expect(out.map((it) => it.event?.kind)).toEqual(['smtp.client', 'smtp.client', 'queue.from', 'delivery']);
+  });
+});
+
+describe("a held message's settled recipients, as the parse stage routes them", () => {
+  const mailLog = (lines: string[]) => ({ host: 'mx1', file: '/var/log/mail.log', source: 's1', format: 'auto' as const, mtime: Date.UTC(2026, 10, 27), offsets: lines.map((_, i) => i * 200), lines });
+  const deferred = (t: string, to: string) =>
+    `Nov 27 ${t} mx1 postfix/smtp[10]: 4ABCD1234: to=<${to}>, relay=mta5.am0.yahoodns.net[67.195.204.72]:25, delay=2, delays=0.1/0/0.6/1.3, dsn=4.7.0, status=deferred (421 4.7.0 [TSS04] try later)`;
+  const log = [
+    'Nov 27 10:00:01 mx1 postfix/smtpd[123]: 4ABCD1234: client=unknown[203.0.113.9], sasl_method=LOGIN, sasl_username=ann@example.com',
+    'Nov 27 10:00:01 mx1 postfix/qmgr[9]: 4ABCD1234: from=<ann@example.com>, size=1200, nrcpt=2 (queue active)',
+    'Nov 27 10:00:02 mx1 postfix/smtp[10]: 4ABCD1234: to=<w@example.net>, relay=mx.example.net[198.51.100.7]:25, delay=1, delays=0.1/0/0.5/0.4, dsn=2.0.0, status=sent (250 ok)',
+    deferred('10:00:02', 'v@yahoo.com'),
+    deferred('10:05:10', 'v@yahoo.com'),
+    deferred('10:15:30', 'v@yahoo.com'),
+  ];
+
+  it('go out at the retry that shows the mail held, by the account and the IP, and are never stored', () => {
+    const part = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: 7200_000, maxEntries: 1000, stores: { reads: () => true }, submissions: false });
+    part.feed(mailLog(log));
+    const out = encodeItems(part.takeOutput()).flatMap((b) => decodeItems(b, () => undefined));
+    const settled = out.filter((it) => it.settled);
+    expect(settled.map((it) => it.route)).toEqual([
+      { kind: 'account', key: 'ann@example.com' },
+      { kind: 'ip', key: '203.0.113.9' },
+    ]);
+    expect(settled.every((it) => !it.primary)).toBe(true);
+    expect(settled[0]!.settled!.recipients.map((r) => [r.address, r.status, r.settled])).toEqual([
+      ['w@example.net', 'sent', true],
+      ['v@yahoo.com', 'deferred', true],
+    ]);
+    // at the retry 15 min in (the one 5 min in showed greylisting-like delay only)
+    expect(settled[0]!.settled!.lastTs).toBe(Date.UTC(2026, 10, 27, 10, 15, 30));
+    expect(part.takeRows().messages).toHaveLength(0);
+  });
+
+  it('are not sent when no enabled detector reads them', () => {
+    const part = new ParsePartition({ zone: new ZoneClock('UTC'), idleTimeoutMs: 7200_000, maxEntries: 1000, stores: { reads: () => true }, submissions: false, settled: false });
+    part.feed(mailLog(log));
+    expect(encodeItems(part.takeOutput()).flatMap((b) => decodeItems(b, () => undefined)).filter((it) => it.settled)).toEqual([]);
   });
 });
 

@@ -166,7 +166,7 @@ describe('routes', () => {
     const items = await collectItems(writeInputs(corpus.find((c) => c.name === 'g-listed-ip')!), cfg);
     let multi = 0;
     for (const it of items) {
-      const item = it.event ?? it.message ?? it.submission;
+      const item = it.event ?? it.message ?? it.submission ?? it.settled;
       const rs = routesOf(item);
       expect(rs.length).toBeGreaterThan(0);
       if (rs.length > 1) multi++;

@@ -157,6 +157,29 @@ describe('compromised accounts are locked (dry-run)', () => {
     expect(lock.signals).toEqual(expect.arrayContaining(['new-network', 'volume']));
   });
 
+  it('(b3) an own-sender flood from the usual IP that receivers throttle (9 in 10 deferred, retried): locked on volume and the bounce spike while the mail is queued', async () => {
+    const victim = U[1]!.account;
+    let takeover = 0;
+    const r = await runLines(scenario(2, (log) => { takeover = S.ownSenderFlood(log, { account: victim, ip: U[1]!.ip, start: EP, perHour: 300, minutes: 60, deferRate: 0.9 }).takeoverTs; }), { name: 'b3' });
+    // Nothing but volume and the deferrals: no new network, no forged sender, no password guessing.
+    // The deferred recipients count as failed at Postfix's retry 15 min in (held mail, see the README);
+    // counted when the messages left the queue, the spike (and the lock with it) was found only 8,246 s in, when they went idle.
+    const bounce = r.findings.findIndex((f) => f.entity.id === victim && f.detector === 'bounce-ratio');
+    expect(bounce, explain(r)).toBeGreaterThanOrEqual(0);
+    expect(r.foundAt[bounce]! - takeover).toBeLessThan(20 * MIN);
+    const lock = expectLockWithin(r, victim, takeover, 30 * MIN);
+    expect(lock.signals).toEqual(expect.arrayContaining(['volume', 'bounce-spike']));
+    expect(lock.signals).not.toContain('new-network');
+    checkEvidence(r, lock, [victim, U[1]!.ip]);
+  });
+
+  it('(b4) the same flood from the usual IP delivered normally (12% bounced): an alert, no lock', async () => {
+    const victim = U[1]!.account;
+    const r = await runLines(scenario(2, (log) => { S.ownSenderFlood(log, { account: victim, ip: U[1]!.ip, start: EP, perHour: 300, minutes: 60 }); }), { name: 'b4' });
+    expect(decisionsFor(r, victim).some((d) => d.action === 'alert'), explain(r)).toBe(true);
+    expect(locks(r)).toEqual([]);
+  });
+
   it('(e) distributed brute force ending in success, then sending: brute-force + guessed-password → lock', async () => {
     const victim = U[3]!.account;
     const ips: string[] = [];

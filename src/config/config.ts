@@ -87,6 +87,12 @@ export const correlatorSchema = z
   .object({
     idleTimeoutMs: z.number().int().positive().default(2 * 3600_000),
     maxEntries: z.number().int().positive().default(200_000),
+    /**
+     * A message with a recipient still deferred this long after its first
+     * deferral is held in the queue: detection counts its recipients as they
+     * settle, not when it ends (see the README, "Held mail").
+     */
+    heldAfterMs: z.number().int().positive().default(600_000),
   })
   .strict();
 

@@ -43,6 +43,24 @@ export interface CorrelatorOptions {
    * deferred recipient stays open for as long as Postfix retries it (days).
    */
   onSubmission?: MessageSink;
+  /**
+   * Recipients of a message held in the queue, as their outcome becomes
+   * known. A message with a SASL user is *held* once one of its recipients
+   * is still deferred `heldAfterMs` after its first deferral (on Postfix's
+   * retry: greylisting has let mail through by then, a receiver throttling
+   * a spam run has not). From then on each recipient goes here once: at
+   * once those already sent or bounced, and each later one when its
+   * delivery line says sent or bounced, or still deferred past heldAfterMs.
+   * The message as it stands, with `recipients` those settled now (each
+   * marked `settled`; the finished message carries the marks): read it at
+   * once. Until then, and for messages that finish in time, recipients are
+   * only counted when the message ends: a receiver throttling a flood
+   * keeps its mail in the queue for days, and the bounce spike would come
+   * that late.
+   */
+  onSettled?: MessageSink;
+  /** See onSettled. Default 10 min: Postfix retries at about 5, 15 and 35 min. */
+  heldAfterMs?: number;
 }
 
 export interface CorrelatorStats {
@@ -95,6 +113,8 @@ interface Root {
   done: boolean;
   /** onSubmission has had it. */
   submitted: boolean;
+  /** Held in the queue: its recipients go to onSettled as they settle (some recipient is `settled`). */
+  held: boolean;
 }
 
 function addOnce(list: string[], v: string): void {
@@ -135,6 +155,8 @@ export class Correlator {
   private readonly graceMs: number;
   private readonly isFilterRelay: (ip: string) => boolean;
   private readonly onSubmission: MessageSink | undefined;
+  private readonly onSettled: MessageSink | undefined;
+  private readonly heldAfterMs: number;
 
   constructor(
     private readonly sink: MessageSink,
@@ -145,6 +167,8 @@ export class Correlator {
     this.graceMs = opts.reinjectionGraceMs ?? 60_000;
     this.isFilterRelay = opts.isFilterRelay ?? isLoopback;
     this.onSubmission = opts.onSubmission;
+    this.onSettled = opts.onSettled;
+    this.heldAfterMs = opts.heldAfterMs ?? 600_000;
   }
 
   /** Feed one event (any kind; those without a queue id are ignored). */
@@ -247,8 +271,11 @@ export class Correlator {
   restore(s: CorrelatorSnapshot): void {
     const roots: Root[] = s.roots.map((r) => {
       const msg = structuredClone(r.msg);
-      const root: Root = { msg, live: r.live, done: r.done, submitted: r.submitted === true, entries: [], recipients: new Map() };
-      for (const rc of structuredClone(r.recipients)) root.recipients.set(rc.address, rc);
+      const root: Root = { msg, live: r.live, done: r.done, submitted: r.submitted === true, held: false, entries: [], recipients: new Map() };
+      for (const rc of structuredClone(r.recipients)) {
+        root.recipients.set(rc.address, rc);
+        if (rc.settled === true) root.held = true;
+      }
       // entries[i].hop and msg.hops[i] are one object, as when the hops were merged.
       r.entries.forEach(([key, host, queueId, lastTs, active], i) => {
         root.entries.push({ key, host, queueId, root, hop: msg.hops[i] ?? { queueId }, lastTs, active, older: undefined, newer: undefined });
@@ -355,6 +382,32 @@ export class Correlator {
     }
     r.attempts++;
     if (hopToFilter) this.link(en, e.host, e.queuedAs!, 'delivery');
+    else if (this.onSettled !== undefined && root.msg.saslUser !== undefined && r.settled !== true) this.settle(root, r, e.ts);
+  }
+
+  /** A delivery line of an authenticated message's recipient `r` (not settled yet): see CorrelatorOptions.onSettled. */
+  private settle(root: Root, r: Recipient, ts: number): void {
+    if (r.status === 'deferred') {
+      r.deferredSince ??= ts;
+      if (ts - r.deferredSince < this.heldAfterMs) return;
+    } else if (!root.held) {
+      return; // counted when the message ends, as every message that is not held
+    }
+    let now: Recipient[];
+    if (root.held) {
+      now = [r];
+    } else {
+      // Held from now on: hand over with it every recipient whose outcome is known.
+      root.held = true;
+      now = [];
+      for (const x of root.recipients.values()) {
+        if (x.viaFilter === true || x.settled === true) continue;
+        if (x.status === 'deferred' && (x.deferredSince === undefined || ts - x.deferredSince < this.heldAfterMs)) continue;
+        now.push(x);
+      }
+    }
+    for (const x of now) x.settled = true;
+    this.onSettled!({ ...root.msg, recipients: now });
   }
 
   private onBounce(e: EventOf<'bounce.notify'>): void {
@@ -427,6 +480,7 @@ export class Correlator {
     root.live += other.live;
     // A hop handed over already (it had a SASL user of its own) is not handed over again as part of this message.
     if (other.submitted) root.submitted = true;
+    if (other.held) root.held = true;
     for (const [addr, r] of other.recipients) {
       const mine = root.recipients.get(addr);
       if (mine === undefined || mine.viaFilter === true) {
@@ -471,7 +525,7 @@ export class Correlator {
         end: 'removed',
         src,
       };
-      const root: Root = { msg, live: 1, entries: [], recipients: new Map(), done: false, submitted: false };
+      const root: Root = { msg, live: 1, entries: [], recipients: new Map(), done: false, submitted: false, held: false };
       en = { key: host + ' ' + queueId, host, queueId, root, hop, lastTs: ts, active: false, older: undefined, newer: undefined };
       root.entries.push(en);
       this.insert(en, ids);

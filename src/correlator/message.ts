@@ -19,6 +19,14 @@ export interface Recipient {
   attempts: number;
   /** True while the last status is only the hand-off to a content filter. */
   viaFilter?: boolean;
+  /** Time of its first `deferred` status (epoch ms), while the message is open. */
+  deferredSince?: number;
+  /**
+   * Handed to detection before the message ended (its message was held in
+   * the queue: see CorrelatorOptions.onSettled). Readers that count a
+   * finished message's recipients skip these: they were counted then.
+   */
+  settled?: boolean;
 }
 
 export interface Hop {

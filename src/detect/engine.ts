@@ -73,6 +73,7 @@ export class DetectionEngine {
   private readonly byKind = new Map<EventKind, DetectorInstance[]>();
   private readonly messageReaders: DetectorInstance[] = [];
   private readonly submissionReaders: DetectorInstance[] = [];
+  private readonly settledReaders: DetectorInstance[] = [];
   private readonly instances: DetectorInstance[] = [];
   private readonly byId = new Map<string, DetectorInstance>();
   /** What the delivery in progress owns; shared by all detectors (read through DetectorDeps.owner). */
@@ -108,6 +109,7 @@ export class DetectionEngine {
       }
       if (d.messages) this.messageReaders.push(inst);
       if (d.submissions === true) this.submissionReaders.push(inst);
+      if (d.settled === true) this.settledReaders.push(inst);
       this.instances.push(inst);
     }
   }
@@ -138,6 +140,14 @@ export class DetectionEngine {
     const o = this.owner;
     o.enter(route, m);
     for (let i = 0; i < this.submissionReaders.length; i++) this.submissionReaders[i]!.onSubmission?.(m);
+    o.enter(undefined, undefined);
+  }
+
+  /** One delivery of a held message's settled recipients (see Detector.settled). */
+  onSettled(m: Message, route: Delivery = ALL_ROUTES): void {
+    const o = this.owner;
+    o.enter(route, m);
+    for (let i = 0; i < this.settledReaders.length; i++) this.settledReaders[i]!.onSettled?.(m);
     o.enter(undefined, undefined);
   }
 

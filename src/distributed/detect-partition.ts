@@ -51,6 +51,7 @@ export class DetectPartition {
     if (it.event !== undefined) this.engine.onEvent(it.event, it.route);
     else if (it.message !== undefined) this.engine.onMessage(it.message, it.route);
     else if (it.submission !== undefined) this.engine.onSubmission(it.submission, it.route);
+    else if (it.settled !== undefined) this.engine.onSettled(it.settled, it.route);
     else if (it.handOff !== undefined) this.engine.onHandOff({ detector: it.handOff.detector, route: it.route, data: it.handOff.data });
   }
 

@@ -40,6 +40,10 @@ export interface ParsePartitionOptions {
   stores?: { reads: (e: Event) => boolean };
   /** Route submissions (see Correlator's onSubmission): whether an enabled detector reads them. Default true. */
   submissions?: boolean;
+  /** Route settled recipients (see Correlator's onSettled): whether an enabled detector reads them. Default true. */
+  settled?: boolean;
+  /** See CorrelatorOptions.heldAfterMs. */
+  heldAfterMs?: number;
 }
 
 /** Rows of what a partition that stores parsed since the last takeRows(). */
@@ -96,7 +100,9 @@ export class ParsePartition {
     this.correlator = new Correlator((m) => this.route(undefined, m, undefined), {
       idleTimeoutMs: o.idleTimeoutMs,
       maxEntries: o.maxEntries,
-      ...(o.submissions === false ? {} : { onSubmission: (m: Message) => this.routeSubmission(m) }),
+      ...(o.heldAfterMs !== undefined ? { heldAfterMs: o.heldAfterMs } : {}),
+      ...(o.submissions === false ? {} : { onSubmission: (m: Message) => this.routeDetectionOnly('s', m) }),
+      ...(o.settled === false ? {} : { onSettled: (m: Message) => this.routeDetectionOnly('r', m) }),
     });
   }
 
@@ -186,14 +192,18 @@ export class ParsePartition {
     this.send(e !== undefined ? 'e' : 'm', (e ?? m)!, n, json, reads === undefined);
   }
 
-  /** A submission goes to the detect stage only, by the message's routes: never stored (the message is, when it is emitted). */
-  private routeSubmission(m: Message): void {
+  /**
+   * A submission or a held message's settled recipients go to the detect
+   * stage only, by the message's routes: never stored (the message is, when
+   * it is emitted).
+   */
+  private routeDetectionOnly(body: 's' | 'r', m: Message): void {
     if (this.rebuilding) return;
-    this.send('s', m, undefined, JSON.stringify(m), false);
+    this.send(body, m, undefined, JSON.stringify(m), false);
   }
 
   /** The item's wire lines, one per route; with `firstStored`, its first route is the copy the detect stage stores. */
-  private send(body: 'e' | 'm' | 's', item: Event | Message, n: number | undefined, json: string, firstStored: boolean): void {
+  private send(body: 'e' | 'm' | 's' | 'r', item: Event | Message, n: number | undefined, json: string, firstStored: boolean): void {
     const routes = routesOf(item);
     for (let i = 0; i < routes.length; i++) {
       const route = routes[i]!;

@@ -344,6 +344,8 @@ export class ParseStage {
       idleTimeoutMs: cfg.correlator.idleTimeoutMs,
       maxEntries: cfg.correlator.maxEntries,
       submissions: cfg.enabledDetectors.some((d) => d.submissions === true),
+      settled: cfg.enabledDetectors.some((d) => d.settled === true),
+      heldAfterMs: cfg.correlator.heldAfterMs,
       ...(this.reads ? { stores: { reads: this.reads } } : {}),
     });
     const snap = await this.o.snapshots.load(this.groupId, cfg.kafka.topics.lines, partition);

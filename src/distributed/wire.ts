@@ -21,7 +21,8 @@
  *     | | `--- 1: the copy the detect stage stores, 0: not (none of an item's copies is when the parse stage stored it)
  *     | `----- route: a(ccount), i(p), h(ost)
  *     `------- body: e(vent), m(essage), s(ubmission: a message as queued,
- *              see Correlator's onSubmission), h(and-off {"d":detector,"x":data})
+ *              see Correlator's onSubmission), r(ecipients settled: a held
+ *              message's, see Correlator's onSettled), h(and-off {"d":detector,"x":data})
  *
  * (without the spaces). The body text comes out as it went in, so the
  * detect stage stores it as the row's json instead of serialising the event
@@ -140,6 +141,8 @@ export interface RoutedItem {
   message?: Message;
   /** A message as it was queued (see Correlator's onSubmission): detection only, never stored. */
   submission?: Message;
+  /** A held message with the recipients settled now (see Correlator's onSettled): detection only, never stored. */
+  settled?: Message;
   /** Data a detector handed to its own instance in the partition owning `route` (see DetectionEngine.onHandOff). */
   handOff?: { detector: string; data: unknown };
   /** The event's or message's JSON (what JSON.stringify of it gives), set by decoding: the text as it travelled, which a detect stage storing the item keeps as the row's json, and which encoding again sends unchanged. */
@@ -189,22 +192,25 @@ export function encodeItems(items: readonly RoutedItem[], maxBytes = BLOCK_BYTES
 }
 
 /** Line heads without the index, by body, route and primary: built once, not per item. */
-const heads: Record<'e' | 'm' | 's' | 'h', Record<RouteKind, [string, string]>> = { e: headsOf('e'), m: headsOf('m'), s: headsOf('s'), h: headsOf('h') };
+const heads: Record<'e' | 'm' | 's' | 'r' | 'h', Record<RouteKind, [string, string]>> = { e: headsOf('e'), m: headsOf('m'), s: headsOf('s'), r: headsOf('r'), h: headsOf('h') };
 
 function headsOf(body: string): Record<RouteKind, [string, string]> {
   const of = (k: RouteKind): [string, string] => [body + kindToTag[k] + '0', body + kindToTag[k] + '1'];
   return { account: of('account'), ip: of('ip'), host: of('host') };
 }
 
-/** An item's wire line from its body's JSON, as encodeItems writes it: e(vent), m(essage), s(ubmission) or h(and-off). */
-export function routedLine(body: 'e' | 'm' | 's' | 'h', route: RoutedItem['route'], primary: boolean, n: number | undefined, json: string): string {
+/** An item's wire line from its body's JSON, as encodeItems writes it: e(vent), m(essage), s(ubmission), r(ecipients settled) or h(and-off). */
+export function routedLine(body: 'e' | 'm' | 's' | 'r' | 'h', route: RoutedItem['route'], primary: boolean, n: number | undefined, json: string): string {
   const head = heads[body][route.kind][primary ? 1 : 0];
   return (n !== undefined ? head + n : head) + '\t' + JSON.stringify(route.key) + '\t' + json;
 }
 
 function encodeItem(it: RoutedItem): string {
-  const obj = it.event ?? it.message ?? it.submission;
-  if (obj !== undefined) return routedLine(it.event !== undefined ? 'e' : it.message !== undefined ? 'm' : 's', it.route, it.primary, it.n, it.json ?? JSON.stringify(obj));
+  const obj = it.event ?? it.message ?? it.submission ?? it.settled;
+  if (obj !== undefined) {
+    const body = it.event !== undefined ? 'e' : it.message !== undefined ? 'm' : it.submission !== undefined ? 's' : 'r';
+    return routedLine(body, it.route, it.primary, it.n, it.json ?? JSON.stringify(obj));
+  }
   return routedLine('h', it.route, it.primary, it.n, JSON.stringify({ d: it.handOff?.detector, x: it.handOff?.data }));
 }
 
@@ -282,7 +288,7 @@ function decodeLine(line: string): RoutedItem | string {
   const body = line.charAt(0);
   const kind = tagKinds[line.charAt(1)];
   const primary = line.charAt(2);
-  if (t2 < 0 || t1 < 3 || kind === undefined || (primary !== '0' && primary !== '1') || (body !== 'e' && body !== 'm' && body !== 's' && body !== 'h')) return 'not a routed item';
+  if (t2 < 0 || t1 < 3 || kind === undefined || (primary !== '0' && primary !== '1') || (body !== 'e' && body !== 'm' && body !== 's' && body !== 'r' && body !== 'h')) return 'not a routed item';
   let n: number | undefined;
   if (t1 > 3) {
     n = Number(line.slice(3, t1));
@@ -311,6 +317,9 @@ function decodeLine(line: string): RoutedItem | string {
     it.json = json;
   } else if (body === 's') {
     it.submission = value as Message;
+    it.json = json;
+  } else if (body === 'r') {
+    it.settled = value as Message;
     it.json = json;
   } else {
     const h = value as { d?: unknown; x?: unknown };

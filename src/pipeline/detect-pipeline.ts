@@ -73,7 +73,13 @@ export class DetectPipeline {
         onMessage?.(m);
         this.engine.onMessage(m);
       },
-      { idleTimeoutMs: cfg.correlator.idleTimeoutMs, maxEntries: cfg.correlator.maxEntries, onSubmission: (m) => this.engine.onSubmission(m) },
+      {
+        idleTimeoutMs: cfg.correlator.idleTimeoutMs,
+        maxEntries: cfg.correlator.maxEntries,
+        heldAfterMs: cfg.correlator.heldAfterMs,
+        onSubmission: (m) => this.engine.onSubmission(m),
+        onSettled: (m) => this.engine.onSettled(m),
+      },
     );
     this.onEvent = sinks.onEvent;
   }

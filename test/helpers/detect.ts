@@ -21,6 +21,8 @@ export interface DetectOptions {
   year?: number;
   /** Detection state to start from (a store snapshot, as `WindowStore.snapshot` writes it). */
   restore?: Record<string, unknown>;
+  /** Let go of the messages still open at the end (default true): false shows what detection saw while they were. */
+  flush?: boolean;
 }
 
 export function detectText(text: string | string[], opts: DetectOptions) {
@@ -39,7 +41,7 @@ export function detectText(text: string | string[], opts: DetectOptions) {
       messages.push(m);
       engine.onMessage(m);
     },
-    { onSubmission: (m) => engine.onSubmission(m) },
+    { onSubmission: (m) => engine.onSubmission(m), onSettled: (m) => engine.onSettled(m) },
   );
   const lp = new LineParser();
   const ctx = envelopeContext({ file: 'scenario.log', zone: new ZoneClock('UTC'), year: opts.year ?? 2026, refTime: Date.UTC(2026, 11, 31) });
@@ -57,7 +59,7 @@ export function detectText(text: string | string[], opts: DetectOptions) {
     }
     offset += Buffer.byteLength(line) + 1;
   }
-  correlator.flush();
+  if (opts.flush !== false) correlator.flush();
   return { findings, messages, engine, stats: lp.stats };
 }
 

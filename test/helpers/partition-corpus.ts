@@ -78,6 +78,8 @@ export function partitionCorpus(): CorpusCase[] {
 
   cases.push(one('a-forged-flood', scenario(1, (log) => S.forgedSenderFlood(log, { account: U[0]!.account, ips: ['41.203.18.77'], start: EP, count: 300, paceMs: 6000 }))));
   cases.push(one('b-own-flood', scenario(2, (log) => S.ownSenderFlood(log, { account: U[1]!.account, ip: '185.220.101.34', start: EP, perHour: 300, minutes: 60 }))));
+  // held in the queue: throttled receivers, the same account's mail on its usual IP (settled recipients)
+  cases.push(one('b3-held-flood', scenario(2, (log) => S.ownSenderFlood(log, { account: U[1]!.account, ip: U[1]!.ip, start: EP, perHour: 300, minutes: 60, deferRate: 0.9 }))));
   cases.push(one('c-fanout', scenario(3, (log) => S.lowAndSlowFanout(log, { account: U[2]!.account, ip: U[2]!.ip, start: EP, count: 40, paceMs: 90_000 }))));
   cases.push(
     one(

@@ -47,8 +47,12 @@ export async function runStandalone(inputs: MergeInput[], cfg: FloodgateConfig, 
   return { findings, decisions };
 }
 
-/** An event or a correlated message, in the order the standalone engine sees them. */
-export type Item = { event: Event; message?: undefined; submission?: undefined } | { message: Message; event?: undefined; submission?: undefined } | { submission: Message; event?: undefined; message?: undefined };
+/** An event, a correlated message, a submission or a held message's settled recipients, in the order the standalone engine sees them. */
+export type Item =
+  | { event: Event; message?: undefined; submission?: undefined; settled?: undefined }
+  | { message: Message; event?: undefined; submission?: undefined; settled?: undefined }
+  | { submission: Message; event?: undefined; message?: undefined; settled?: undefined }
+  | { settled: Message; event?: undefined; message?: undefined; submission?: undefined };
 
 /** Parse and correlate once (what stage A does), keeping DetectPipeline's order: a message the event completes comes before the event. */
 export async function collectItems(inputs: MergeInput[], cfg: FloodgateConfig): Promise<Item[]> {
@@ -59,6 +63,8 @@ export async function collectItems(inputs: MergeInput[], cfg: FloodgateConfig): 
     maxEntries: cfg.correlator.maxEntries,
     // A copy as it stands: the message goes on changing, and the parse stage sends its JSON of this moment.
     onSubmission: (m) => items.push({ submission: structuredClone(m) }),
+    heldAfterMs: cfg.correlator.heldAfterMs,
+    onSettled: (m) => items.push({ settled: structuredClone(m) }),
   });
   const out: Event[] = [];
   await mergeInputs(
@@ -162,13 +168,14 @@ export async function runSplit(items: readonly Item[], cfg: FloodgateConfig, n: 
       r.notRouted++;
       continue;
     }
-    const routes = routesOf(it.event ?? it.message ?? it.submission!);
+    const routes = routesOf(it.event ?? it.message ?? it.submission ?? it.settled!);
     for (const route of routes) {
       r.deliveries++;
       const e = engines[partitionOf(route, n)]!;
       if (it.event) e.onEvent(it.event, route);
       else if (it.message) e.onMessage(it.message, route);
-      else e.onSubmission(it.submission!, route);
+      else if (it.submission) e.onSubmission(it.submission, route);
+      else e.onSettled(it.settled!, route);
     }
   }
   await Promise.all(engines.map((e) => e.drain()));
