@@ -242,6 +242,33 @@ describe('floodgate ship → Kafka → floodgate detect → ClickHouse', () => {
     expect(decision[0]!.signals).toContain('listed-ip');
   }, 180_000);
 
+  it("a flood held in the queue (receivers throttle it): its settled recipients cross Kafka, and the findings are replay's", async () => {
+    const c = cluster({ partitions: 4 });
+    const EP = Date.UTC(2026, 10, 27, 10, 0, 0);
+    const users = S.users(8);
+    const victim = users[1]!.account;
+    const mx = new S.ScenarioLog(2, 'mx1');
+    S.background(mx, { start: EP - 72 * S.HOUR, end: EP + S.HOUR, users, inboundPerHour: 6 });
+    // from its usual IP, as itself: the deferrals (retried, still deferred 15 min on) are the compromise signal
+    S.ownSenderFlood(mx, { account: victim, ip: users[1]!.ip, start: EP, perHour: 300, minutes: 40, deferRate: 0.9 });
+    const log = join(c.dir, 'mx1.log');
+    // The file ends with the flood's mail still queued: replay lets it go at the end of input, the detect
+    // stage does not; before that, each settled recipient must have been counted alike on both paths.
+    writeFileSync(log, mx.render().filter((l) => lineTime(l) < EP + 50 * S.MIN).join('\n') + '\n');
+    const config = c.config('mx1', [{ path: log }], { host: 'mx1' });
+    const want = await replay(config, [log]);
+    expect(want.findings.some((f) => f.detector === 'bounce-ratio' && f.entity.id === victim)).toBe(true);
+    expect(want.decisions.filter((d) => d.action === 'lock').map((d) => d.entity.id)).toEqual([victim]);
+    c.detect('w1', config);
+    c.ship('ship1', config);
+    await expectSameFindingsAsReplay(c, config, [log]);
+    const decision = await waitFor('the lock', async () => {
+      const r = await c.query<{ signals: string[] }>(`SELECT signals FROM decisions FINAL WHERE action = 'lock' AND account = '${victim}'`);
+      return r.length > 0 ? r : undefined;
+    }, 30_000, () => c.logs());
+    expect(decision[0]!.signals).toEqual(expect.arrayContaining(['volume', 'bounce-spike']));
+  }, 180_000);
+
   it('two detect workers produce the same findings as one', async () => {
     const c = cluster({ partitions: 4 });
     const log = join(c.dir, 'zimbra.log');
