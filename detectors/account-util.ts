@@ -71,6 +71,19 @@ export function messageTs(m: Message): number {
 }
 
 /**
+ * The handlers of a detector that counts a message's recipients and reads
+ * settled ones (Detector.settled): a held message's recipients are counted
+ * as they settle (settledNow), and the finished message counts only those
+ * that were not (Recipient.settled), so each recipient is counted once.
+ */
+export function recipientCounter(count: (m: Message, settledNow: boolean) => void): { onMessage(m: Message): void; onSettled(m: Message): void } {
+  return {
+    onMessage: (m) => count(m, false),
+    onSettled: (m) => count(m, true),
+  };
+}
+
+/**
  * Cooldown gate: true (and remembered) when nothing of this severity or
  * higher was emitted for `key` within the cooldown (the Recent's TTL).
  * A higher severity passes the gate once, so an escalation is reported.

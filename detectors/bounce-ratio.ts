@@ -28,7 +28,7 @@
 import { z } from 'zod';
 import type { Message, Recipient } from '../src/correlator/message.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
-import { messageTs, passCooldown } from './account-util.js';
+import { messageTs, passCooldown, recipientCounter } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs } from './volume-util.js';
 
@@ -88,14 +88,7 @@ export const bounceRatioDetector = defineDetector({
       }
     }
 
-    return {
-      onMessage(m) {
-        count(m, false);
-      },
-      onSettled(m) {
-        count(m, true);
-      },
-    };
+    return recipientCounter(count);
 
     /** A finished message's recipients not settled before (settledNow false), or those a held message settled now. */
     function count(m: Message, settledNow: boolean): void {

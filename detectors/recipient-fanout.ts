@@ -47,7 +47,7 @@ import type { Message } from '../src/correlator/message.js';
 import type { Evidence, Finding } from '../src/detect/finding.js';
 import { domainOf } from '../src/detect/site.js';
 import type { BaselineView } from '../src/detect/windows.js';
-import { messageTs, passCooldown } from './account-util.js';
+import { messageTs, passCooldown, recipientCounter } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs, gradeRatio, learnedThreshold, round1, unlearn } from './volume-util.js';
 
@@ -121,14 +121,7 @@ export const recipientFanoutDetector = defineDetector({
     const rcptOpts = { k: cfg.baselineK, minVolume: cfg.baselineMinRecipients, minRatio: cfg.baselineMinRatio };
     const label = fmtMs(windowMs);
 
-    return {
-      onMessage(m) {
-        count(m, false);
-      },
-      onSettled(m) {
-        count(m, true);
-      },
-    };
+    return recipientCounter(count);
 
     /** A finished message's recipients not settled before (settledNow false), or those a held message settled now. */
     function count(m: Message, settledNow: boolean): void {
