@@ -377,6 +377,27 @@ describe('correlator', () => {
     expect(got).toEqual(['a@x.example', 'b@x.example', 'c@x.example']);
   });
 
+  it("names an account's mail still queued by its open queue ids: the filter hop's once linked, never another account's", () => {
+    const s = scenario();
+    s.client('A1', '203.0.113.9', 'Mallory@Example.com');
+    s.from('A1', 'x1@yahoo.com.tw', 1);
+    s.client('B1', '127.0.0.1'); // the amavis hop of A1
+    s.from('B1', 'x1@yahoo.com.tw', 1);
+    expect(s.c.queueIdsOf('mallory@example.com')).toEqual(['A1']); // B1 is not linked yet
+    s.deliver('A1', 'v@yahoo.com', 'sent', '127.0.0.1[127.0.0.1]:10032', 'B1');
+    s.removed('A1');
+    s.deliver('B1', 'v@yahoo.com', 'deferred');
+    s.client('C1', '203.0.113.9', 'mallory@example.com'); // the next one, not through the filter yet
+    s.client('D1', '198.51.100.4', 'anna@example.com');
+    s.client('E1', '192.0.2.9'); // inbound, no SASL user
+    expect(s.c.queueIdsOf('MALLORY@example.com')).toEqual(['C1', 'B1']);
+    expect(s.c.queueIdsOf('mallory@example.com', 1)).toEqual(['C1']);
+    expect(s.c.queueIdsOf('anna@example.com')).toEqual(['D1']);
+    s.deliver('B1', 'v@yahoo.com', 'sent');
+    s.removed('B1');
+    expect(s.c.queueIdsOf('mallory@example.com')).toEqual(['C1']);
+  });
+
   it('sheds the least recently touched entries past the cap and counts them', () => {
     const s = scenario({ maxEntries: 3 });
     s.client('Q00001', '192.0.2.1');

@@ -18,6 +18,8 @@ export interface ActionHookDeps {
   fetch?: typeof fetch;
   /** Envelope senders the account used recently (forged ones included), for hold. */
   sendersOf?: (account: string) => string[];
+  /** Queue ids of the account's mail the logs show still queued (Correlator.queueIdsOf), for hold. */
+  queueIdsOf?: (account: string) => string[];
   /** Durable webhook outbox (the store, for `floodgate run`). Default: in memory. */
   outbox?: WebhookOutbox;
 }
@@ -36,9 +38,11 @@ export function createActionRunner(cfg: FloodgateConfig, onRecord: (rec: ActionR
     async execute(d: Decision): Promise<ActionRecord[]> {
       const out: ActionRecord[] = [];
       if (d.action === 'lock' && d.account !== undefined) {
+        // Read before the lock's await: what the logs show queued when the decision is executed.
+        const queueIds = d.hold ? (deps.queueIdsOf?.(d.account) ?? []) : [];
         const r = await actuator.lock(d.account, d.reasons, 'policy');
         out.push(r.lock, ...r.followUps);
-        if (d.hold && r.lock.ok) out.push(await actuator.hold(d.account, { senders: deps.sendersOf?.(d.account) ?? [], by: 'policy', reasons: d.reasons }));
+        if (d.hold && r.lock.ok) out.push(await actuator.hold(d.account, { senders: deps.sendersOf?.(d.account) ?? [], queueIds, by: 'policy', reasons: d.reasons }));
       }
       if (hasWebhooks && d.action !== 'none') {
         out.push(

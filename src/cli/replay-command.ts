@@ -70,7 +70,11 @@ export async function replayCommand(argv: string[]): Promise<number> {
   const json = values.json || !process.stdout.isTTY;
   const out = new JsonLinesWriter(process.stdout);
   const write = (o: Finding | Decision) => (json ? out.write(o) : process.stdout.write(human(o) + '\n'));
-  const actions: ActionHook | undefined = values.act ? createActionRunner(cfg, (rec) => (json ? out.write(rec) : process.stdout.write(`ACTION ${JSON.stringify(rec)}\n`))) : undefined;
+  const actions: ActionHook | undefined = values.act
+    ? createActionRunner(cfg, (rec) => (json ? out.write(rec) : process.stdout.write(`ACTION ${JSON.stringify(rec)}\n`)), {
+        queueIdsOf: (account) => pipeline.correlator.queueIdsOf(account),
+      })
+    : undefined;
   const dns = dnsFromConfig(cfg);
   const pending: Promise<unknown>[] = [];
   const pipeline = new DetectPipeline(

@@ -230,6 +230,25 @@ export class Correlator {
     }
   }
 
+  /**
+   * Queue ids still open of the messages `account` submitted (SASL user,
+   * any case), the most recently active first, at most `max`: what the logs say is its mail
+   * in the queue now, under whatever sender it was sent. A content-filter
+   * hop's id is among them once its parent is linked (the id the mail waits
+   * under when deferred); the first hop's is gone once it was removed.
+   * postqueue shows no SASL user, so holding an account's mail by sender
+   * alone misses forged senders it never used before (a spam run picks a
+   * new one per message). A scan of the open ids: for an action, not per line.
+   */
+  queueIdsOf(account: string, max = 10_000): string[] {
+    const a = account.toLowerCase();
+    const out: string[] = [];
+    for (let en = this.lruTail; en !== undefined && out.length < max; en = en.older) {
+      if (en.root.msg.saslUser?.toLowerCase() === a) out.push(en.queueId);
+    }
+    return out;
+  }
+
   /** Open queue ids plus finished re-injections waiting for a link (for metrics and the benchmark). */
   get size(): number {
     return this.openCount + this.waiting.size;

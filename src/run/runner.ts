@@ -166,6 +166,7 @@ export class Runner {
         fetch: opts.fetch,
         outbox: this.store,
         sendersOf: (account) => this.sendersOf(account),
+        queueIdsOf: (account) => this.pipeline.correlator.queueIdsOf(account),
       },
     );
     this.needsWebhook = this.hook.actuator.config.webhooks.targets.length > 0;
