@@ -12,10 +12,10 @@
  * still deferred on a retry 10 min after its first deferral: receivers
  * throttling a spam run keep it there for days) has its recipients counted
  * as they settle instead (Detector.settled), a deferred one as failed then;
- * the finished message counts only those not counted so (Recipient.settled). Failed = status bounced, deferred, expired,
- * softbounce or undeliverable, or any 5xx dsn. (A deferral later followed
- * by a successful delivery ends as `sent` and is not a failure: greylisting
- * is normal.)
+ * the finished message counts only those not counted so (Recipient.settled).
+ * Failed = status bounced, deferred, expired, softbounce or undeliverable,
+ * or any 5xx dsn. (A deferral later followed by a successful delivery ends
+ * as `sent` and is not a failure: greylisting is normal.)
  *
  * Flag when the window holds at least minRecipients (20) recipients and the
  * failed share exceeds `threshold` (0.3). Signal `bounce-spike` (a compromise

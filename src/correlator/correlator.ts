@@ -232,8 +232,9 @@ export class Correlator {
 
   /**
    * Queue ids still open of the messages `account` submitted (SASL user,
-   * any case), the most recently active first, at most `max`: what the logs say is its mail
-   * in the queue now, under whatever sender it was sent. A content-filter
+   * any case), the most recently active first, at most `max`: what the
+   * logs say is its mail in the queue now, under whatever sender it was
+   * sent. A content-filter
    * hop's id is among them once its parent is linked (the id the mail waits
    * under when deferred); the first hop's is gone once it was removed.
    * postqueue shows no SASL user, so holding an account's mail by sender
