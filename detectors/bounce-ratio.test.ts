@@ -174,6 +174,24 @@ describe('bounce-ratio', () => {
     expect(all.findings.at(-1)!.window).toMatchObject({ recipients: 31, failed: 21 });
   });
 
+  it('does not count a held message\'s deferrals to our own mailboxes (a mailbox server down): only receivers elsewhere refusing', () => {
+    const held = (domain: string): string[] => {
+      const flows: Flow[] = [];
+      for (let k = 0; k < 30; k++) {
+        const t = k * 60;
+        const [, ls] = submission(t, 'anna@example.com', [[`c${k}@${domain}`, 'deferred']]);
+        const q = /: ([0-9A-F]{10}): /.exec(ls[0]!)![1]!;
+        flows.push([t, ls.filter((l) => !l.endsWith(': removed'))]);
+        for (const after of [300, 900]) flows.push([t + after, [delivery(at(t + after), q, `c${k}@${domain}`, 'deferred')]]);
+      }
+      return lines(flows);
+    };
+    const site = { localDomains: ['example.com'] };
+    // 30 messages to colleagues, every one deferred for 15 min and more: the same lines to another domain are a spike
+    expect(detectText(held('example.com'), { detectors: [bounceRatioDetector], site, flush: false }).findings).toEqual([]);
+    expect(detectText(held('partner.example.net'), { detectors: [bounceRatioDetector], site, flush: false }).findings).toHaveLength(1);
+  });
+
   it('re-alerts at most once per cooldown', () => {
     const flows = Array.from({ length: 300 }, (_, k) => submission(k * 30, 'eve@example.com', [[`v${k}@x${k}.example.net`, 'bounced']]));
     const { findings } = run(lines(flows));

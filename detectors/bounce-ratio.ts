@@ -13,6 +13,8 @@
  * throttling a spam run keep it there for days) has its recipients counted
  * as they settle instead (Detector.settled), a deferred one as failed then;
  * the finished message counts only those not counted so (Recipient.settled).
+ * A held message's local recipients still deferred are not counted at all:
+ * that is our own mailbox server away, which delays every account's mail.
  * Failed = status bounced, deferred, expired, softbounce or undeliverable,
  * or any 5xx dsn. (A deferral later followed by a successful delivery ends
  * as `sent` and is not a failure: greylisting is normal.)
@@ -28,6 +30,7 @@
 import { z } from 'zod';
 import type { Message, Recipient } from '../src/correlator/message.js';
 import type { Evidence, Finding, Severity } from '../src/detect/finding.js';
+import { domainOf } from '../src/detect/site.js';
 import { messageTs, passCooldown, recipientCounter } from './account-util.js';
 import { defineDetector } from './types.js';
 import { fmtMs } from './volume-util.js';
@@ -65,7 +68,7 @@ export const bounceRatioDetector = defineDetector({
   events: [],
   messages: true,
   settled: true,
-  create(cfg, { store, emit, owner }) {
+  create(cfg, { store, site, emit, owner }) {
     const maxKeys = cfg.maxKeys;
     const counts = store.counter('recipients', { windowMs: cfg.windowMs, buckets: 12, maxKeys });
     const cooldown = store.recent<number>('cooldown', { ttlMs: cfg.cooldownMs, maxKeys });
@@ -102,6 +105,8 @@ export const bounceRatioDetector = defineDetector({
       for (let i = 0; i < list.length; i++) {
         const r = list[i]!;
         if (r.viaFilter === true || (!settledNow && r.settled === true)) continue;
+        // Our own mailboxes deferring (a mailbox server down or restarting) is our outage, not a receiver refusing spam.
+        if (settledNow && r.status === 'deferred' && site.isLocalDomain(domainOf(r.address))) continue;
         total++;
         if (failed(r)) {
           bad++;
