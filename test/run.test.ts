@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateLines } from '../bench/generate.js';
+import * as S from '../bench/scenarios.js';
 import { loadConfig } from '../src/config/config.js';
 import type { Message } from '../src/correlator/message.js';
 import { ZoneClock } from '../src/envelope/zone.js';
@@ -155,6 +156,34 @@ describe('floodgate run', () => {
     expect(after.messages.length).toBe(got.messages.length);
     expect(after.findings.length).toBe(got.findings.length);
     expect(after.actions.length).toBe(got.actions.length);
+  }, 60_000);
+
+  it("holds (dry run) the locked account's queued mail by the queue ids its lines carry, forged senders or not", () => {
+    const s = setup('hold');
+    const sl = new S.ScenarioLog(1);
+    const users = S.users(12);
+    const victim = users[0]!.account;
+    const EP = Date.UTC(2026, 10, 27, 10, 0, 0);
+    S.background(sl, { start: EP - 72 * S.HOUR, end: EP + S.HOUR, users, inboundPerHour: 10 });
+    S.forgedSenderFlood(sl, { account: victim, ips: ['41.203.18.77'], start: EP, count: 300, paceMs: 6000, deferRate: 0.9 });
+    const lines = sl.render();
+    writeFileSync(s.log, text(lines));
+    // The victim's queue ids from the log text: its submissions, and the ids amavis re-injected them as.
+    const first = new Set(lines.flatMap((l) => /: ([0-9A-F]{10}): client=.*sasl_username=(\S+)$/.exec(l)?.[2] === victim ? [/: ([0-9A-F]{10}): client=/.exec(l)![1]!] : []));
+    const theirs = new Set(first);
+    for (const l of lines) {
+      const m = /: ([0-9A-F]{10}): to=<.*queued as ([0-9A-F]{10})\)$/.exec(l);
+      if (m && first.has(m[1]!)) theirs.add(m[2]!);
+    }
+    const r = spawnSync(process.execPath, [bin, 'run', '--config', s.cfg, '--once'], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
+    expect(r.status, r.stderr).toBe(0);
+    const d = new Database(s.db, { readonly: true, fileMustExist: true });
+    const holds = d.prepare<[], { json: string }>("SELECT json FROM actions WHERE action = 'hold'").all().map((x) => JSON.parse(x.json) as { account: string; dryRun: boolean; data: { queueIds: string[] } });
+    d.close();
+    expect(holds.map((h) => [h.account, h.dryRun])).toEqual([[victim, true]]);
+    const ids = holds[0]!.data.queueIds;
+    expect(ids.length).toBeGreaterThan(10);
+    expect(ids.filter((id) => !theirs.has(id))).toEqual([]);
   }, 60_000);
 
   it('kill -9 mid-file, restart: every line counts exactly once', async () => {
