@@ -1,7 +1,7 @@
 /** The HTTP API through fastify.inject(): no network, a recording zmprov runner, a real (in-memory) store. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateLines } from '../bench/generate.js';
-import { Actuator, type CommandRunner, type RunResult } from '../src/actions/index.js';
+import { Actuator, type ActionRecord, type CommandRunner, type RunResult } from '../src/actions/index.js';
 import { renderMetrics } from '../src/api/metrics.js';
 import { buildApi, openApiDocument } from '../src/api/server.js';
 import { validateConfig } from '../src/config/config.js';
@@ -16,10 +16,15 @@ const ACT = 'act-token-0123456789abcdef!';
 /** Stands in for zmprov at the process boundary: records every argv, keeps each account's status. */
 function recordingRunner() {
   const calls: string[][] = [];
+  const inputs: string[] = [];
   const status = new Map<string, string>();
   const runner: CommandRunner = {
-    async run(argv): Promise<RunResult> {
+    async run(argv, opts): Promise<RunResult> {
       calls.push([...argv]);
+      if (argv[0]!.endsWith('/postsuper')) {
+        inputs.push(opts?.input ?? '');
+        return { code: 0, stdout: '', stderr: `postsuper: Released from hold: ${(opts?.input ?? '').split('\n').filter(Boolean).length} messages\n` };
+      }
       const [, verb, account, ...rest] = argv;
       if (verb === 'ga') return { code: 0, stdout: `# name ${account}\nzimbraAccountStatus: ${status.get(account!) ?? 'active'}\n`, stderr: '' };
       if (verb === 'ma') {
@@ -29,7 +34,7 @@ function recordingRunner() {
       return { code: 1, stdout: '', stderr: 'unexpected' };
     },
   };
-  return { runner, calls };
+  return { runner, calls, inputs };
 }
 
 function setup() {
@@ -184,6 +189,54 @@ describe('API', () => {
     const badBody = await t.app.inject({ method: 'POST', url: `/accounts/${acct}/lock`, headers: auth(ACT), payload: { reason: 'x', force: true } });
     expect(badBody.statusCode).toBe(400);
     expect((badBody.json() as { error: { message: string } }).error.message).toContain('force');
+  });
+
+  it("unlock releases the mail the account's lock put on hold (from the stored audit trail), once; release: false keeps it held", async () => {
+    const acct = 'bob@example.com';
+    const hold = (id: string, queueIds: string[], extra: Partial<ActionRecord> = {}): ActionRecord => ({
+      id,
+      ts: Date.now(),
+      action: 'hold',
+      account: acct,
+      ok: true,
+      dryRun: false,
+      changed: true,
+      backend: 'postfix',
+      detail: 'held',
+      by: 'policy',
+      reason: ['forged-sender'],
+      data: { queueIds },
+      ...extra,
+    });
+    const lock = () => t.app.inject({ method: 'POST', url: `/accounts/${acct}/lock`, headers: auth(ACT) });
+    expect((await lock()).statusCode).toBe(200);
+    // What the policy's lock held earlier (another process, or before a restart: only the store knows), and a dry run that held nothing.
+    t.store.recordAction(hold('h1', ['4F2A31C0B1', '4F2A31C0B2']));
+    t.store.recordAction(hold('h2', ['4F2A31C0B3'], { dryRun: true }));
+    const before = t.zmprov.calls.length;
+    const unlock = await t.app.inject({ method: 'POST', url: `/accounts/${acct}/unlock`, headers: auth(ACT), payload: { reason: 'password reset' } });
+    expect(unlock.statusCode, unlock.body).toBe(200);
+    const records = (unlock.json() as { records: ActionRecord[] }).records;
+    expect(records.map((r) => [r.action, r.ok, r.by])).toEqual([
+      ['unlock', true, 'oncall'],
+      ['release', true, 'oncall'],
+    ]);
+    expect(t.zmprov.calls.slice(before).at(-1)).toEqual(['/opt/zimbra/common/sbin/postsuper', '-H', '-']);
+    expect(t.zmprov.inputs.at(-1)!.split('\n').filter(Boolean).sort()).toEqual(['4F2A31C0B1', '4F2A31C0B2']);
+    expect(t.store.heldQueueIds(acct)).toEqual([]);
+
+    // The next episode: locked again, nothing held since the unlock, so nothing is released.
+    expect((await lock()).statusCode).toBe(200);
+    const again = await t.app.inject({ method: 'POST', url: `/accounts/${acct}/unlock`, headers: auth(ACT) });
+    expect((again.json() as { records: ActionRecord[] }).records.map((r) => r.action)).toEqual(['unlock']);
+
+    // Held, then unlocked with release: false (to delete the spam first): nothing released, and the trail says so.
+    expect((await lock()).statusCode).toBe(200);
+    t.store.recordAction(hold('h3', ['4F2A31C0B4']));
+    const inputs = t.zmprov.inputs.length;
+    const keep = await t.app.inject({ method: 'POST', url: `/accounts/${acct}/unlock`, headers: auth(ACT), payload: { release: false } });
+    expect((keep.json() as { records: ActionRecord[] }).records.map((r) => r.action)).toEqual(['unlock']);
+    expect(t.zmprov.inputs.length).toBe(inputs);
   });
 
   it('a hostile account name is refused with 400 before any process starts', async () => {

@@ -26,6 +26,7 @@ import { SoapProvisioning, toActionError, ZimbraLocker, ZmprovProvisioning, type
 export * from './account.js';
 export * from './config.js';
 export * from './hold-queue.js';
+export * from './held.js';
 export * from './runner.js';
 export * from './types.js';
 export * from './webhook.js';

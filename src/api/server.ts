@@ -50,6 +50,8 @@ export interface ApiData {
   account(account: string, limit: number): MaybePromise<{ findings: readonly object[]; messages: readonly object[]; decisions: readonly object[]; actions: readonly object[] }>;
   /** The latest successful lock/unlock: locked by a lock, dryRun when that lock was a dry run. */
   lockState(account: string): MaybePromise<{ locked: boolean; dryRun: boolean }>;
+  /** Queue ids the account's mail is on hold under, from the audit trail (released on unlock). */
+  heldQueueIds?(account: string): MaybePromise<string[]>;
 }
 
 /** A backing service /health reports on (distributed mode: ClickHouse, Redis). */
@@ -110,7 +112,13 @@ export const findingsQuery = z
 export const accountParams = z.object({ account: z.string().meta({ description: 'mail account, e.g. alice@example.com' }) }).strict();
 
 export const actionBody = z
-  .object({ reason: z.string().max(500).optional().meta({ description: 'why (stored in the action record)' }) })
+  .object({
+    reason: z.string().max(500).optional().meta({ description: 'why (stored in the action record)' }),
+    release: z
+      .boolean()
+      .optional()
+      .meta({ description: "unlock only: release the account's mail its lock put on hold (default true); false keeps it held, e.g. to delete the spam with postsuper -d first" }),
+  })
   .strict();
 
 const errorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
@@ -237,10 +245,13 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
         deps.onChange?.();
       }
     } else {
+      // Read before the unlock, which ends the lock episode the holds belong to.
+      const held = body.release === false ? [] : [...new Set([...deps.actuator.heldQueueIds(account), ...((await deps.store.heldQueueIds?.(account)) ?? [])])];
       records = [await deps.actuator.unlock(account, who.name, reasons)];
       if (records[0]!.ok) {
         await deps.policy.unlocked(account);
         deps.onChange?.();
+        if (held.length > 0) records.push(await deps.actuator.release(account, { queueIds: held, by: who.name, reasons }));
       }
     }
     const first = records[0]!;

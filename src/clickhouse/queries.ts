@@ -9,6 +9,7 @@
  * Filter values are inlined through escape.ts: ClickHouse 18.16 has no query
  * parameters.
  */
+import { heldQueueIds } from '../actions/held.js';
 import type { ActionRecord } from '../actions/types.js';
 import type { Message } from '../correlator/message.js';
 import type { Finding } from '../detect/finding.js';
@@ -132,6 +133,14 @@ export class ClickhouseQueries {
     );
     const r = rows[0];
     return { locked: r?.action === 'lock', dryRun: num(r?.dry_run) === 1 };
+  }
+
+  /** Queue ids the account's mail is on hold under (see heldQueueIds in src/actions/held.ts). */
+  async heldQueueIds(account: string): Promise<string[]> {
+    const rows = await this.client.query<{ json: string }>(
+      `SELECT json FROM ${this.t('actions')} FINAL WHERE account = ${sqlString(account.toLowerCase())} AND action IN ('hold', 'release', 'unlock') ORDER BY ts_ms, id`,
+    );
+    return heldQueueIds(parseJson<ActionRecord>(rows));
   }
 
   /** Distinct row ids and row copies of a table: equal once ClickHouse merged, copies ≥ ids before (tests, diagnostics). */

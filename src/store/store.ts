@@ -16,6 +16,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { heldQueueIds } from '../actions/held.js';
 import type { ActionRecord } from '../actions/types.js';
 import type { OutboxEntry, OutboxState, WebhookOutbox } from '../actions/webhook.js';
 import { FloodgateError } from '../core/errors.js';
@@ -212,6 +213,7 @@ export class Store implements WebhookOutbox {
       accountMessages: db.prepare<[string, number], { json: string }>('SELECT json FROM messages WHERE sasl_user = ? ORDER BY last_ts DESC, id DESC LIMIT ?'),
       accountDecisions: db.prepare<[string, number], { json: string }>('SELECT json FROM decisions WHERE account = ? ORDER BY ts DESC, id DESC LIMIT ?'),
       accountActions: db.prepare<[string, number], { json: string }>('SELECT json FROM actions WHERE account = ? ORDER BY ts DESC, rowid DESC LIMIT ?'),
+      queueRecords: db.prepare<[string], { json: string }>("SELECT json FROM actions WHERE account = ? AND action IN ('hold', 'release', 'unlock') ORDER BY ts, rowid"),
       sendersOf: db.prepare<[string, number], { sender: string }>('SELECT DISTINCT sender FROM messages WHERE sasl_user = ? AND last_ts >= ? AND sender IS NOT NULL LIMIT 1000'),
       outboxPut: db.prepare(
         'INSERT INTO webhook_outbox (id, state, created_at, updated_at, json) VALUES (@id, @state, @created_at, @updated_at, @json) ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, json = excluded.json',
@@ -365,6 +367,11 @@ export class Store implements WebhookOutbox {
   /** Accounts whose latest successful lock/unlock is an unlock. */
   unlockedAccounts(): string[] {
     return this.st.unlockedAccounts.all().map((r) => r.account);
+  }
+
+  /** Queue ids the account's mail is on hold under (see heldQueueIds in src/actions/held.ts). */
+  heldQueueIds(account: string): string[] {
+    return heldQueueIds(this.st.queueRecords.all(account.toLowerCase()).map((r) => JSON.parse(r.json) as ActionRecord));
   }
 
   sendersOf(account: string, since: number): string[] {

@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parsePostqueueJson, selectMessages, partitionQueueIds } from '../../src/actions/index.js';
+import { heldQueueIds, parsePostqueueJson, selectMessages, partitionQueueIds } from '../../src/actions/index.js';
 import { bin, standinActuator, standinLog } from './helpers.js';
 
 const logs: Array<ReturnType<typeof standinLog>> = [];
@@ -49,6 +49,26 @@ describe('parsePostqueueJson', () => {
 
   it('refuses queue ids that are not 5–24 letters and digits', () => {
     expect(partitionQueueIds(['ABCDE', '4F2A31C0B1', '3kx9Lz1qYwzABCd', 'ABCD', 'A'.repeat(25), 'ABC;rm', '-h', 'ABCDE\n', 42, 'ABCDE'])).toEqual({ valid: ['ABCDE', '4F2A31C0B1', '3kx9Lz1qYwzABCd'], invalid: 6 });
+  });
+});
+
+describe('heldQueueIds: what the audit trail says is on hold', () => {
+  it('real, successful holds since the last unlock, less what releases freed; never an id that is not one', () => {
+    const r = (action: string, queueIds: unknown, o: { ok?: boolean; dryRun?: boolean } = {}) => ({ action, ok: o.ok ?? true, dryRun: o.dryRun ?? false, data: { queueIds } });
+    expect(
+      heldQueueIds([
+        r('hold', ['AAAAA1']), // an earlier episode, ended by the unlock below
+        r('unlock', []),
+        r('hold', ['BBBBB1', 'BBBBB2', 'bad;id', 7]),
+        r('hold', ['CCCCC1'], { dryRun: true }),
+        r('hold', ['DDDDD1'], { ok: false }),
+        r('release', ['BBBBB1']),
+        r('release', ['BBBBB2'], { ok: false }),
+        r('lock', ['EEEEE1']),
+        r('hold', 'not a list'),
+      ]),
+    ).toEqual(['BBBBB2']);
+    expect(heldQueueIds([r('hold', ['AAAAA1']), r('unlock', [], { dryRun: true })])).toEqual(['AAAAA1']); // a dry-run unlock ends nothing
   });
 });
 

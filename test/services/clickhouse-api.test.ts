@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CommandRunner, RunResult } from '../../src/actions/index.js';
+import type { ActionRecord, CommandRunner, RunResult } from '../../src/actions/index.js';
 import { createClickhouseClient, type ChClient } from '../../src/clickhouse/client.js';
 import { migrate } from '../../src/clickhouse/migrations.js';
 import { ClickhouseQueries } from '../../src/clickhouse/queries.js';
@@ -31,10 +31,15 @@ const root = join(import.meta.dirname, '..', '..');
 
 function recordingZmprov() {
   const calls: string[][] = [];
+  const inputs: string[] = [];
   const status = new Map<string, string>();
   const runner: CommandRunner = {
-    async run(argv): Promise<RunResult> {
+    async run(argv, opts): Promise<RunResult> {
       calls.push([...argv]);
+      if (argv[0]!.endsWith('/postsuper')) {
+        inputs.push(opts?.input ?? '');
+        return { code: 0, stdout: '', stderr: '' };
+      }
       const [, verb, account, ...rest] = argv;
       if (verb === 'ga') return { code: 0, stdout: `# name ${account}\nzimbraAccountStatus: ${status.get(account!) ?? 'active'}\n`, stderr: '' };
       if (verb === 'ma') {
@@ -44,7 +49,7 @@ function recordingZmprov() {
       return { code: 1, stdout: '', stderr: 'unexpected' };
     },
   };
-  return { runner, calls };
+  return { runner, calls, inputs };
 }
 
 async function seed(client: ChClient, out: PipelineOutput): Promise<void> {
@@ -193,6 +198,21 @@ describe('floodgate api over ClickHouse and Redis', () => {
     expect(m.body).not.toContain('@');
     const doc = (await api.app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, unknown> };
     expect(Object.keys(doc.paths).sort()).toEqual(['/accounts/{account}', '/accounts/{account}/lock', '/accounts/{account}/unlock', '/findings', '/health', '/metrics', '/openapi.json']);
+  });
+
+  it("unlock releases what a worker's hold put on hold, read from the actions in ClickHouse", async () => {
+    const target = 'trudy@example.com';
+    const hold: ActionRecord = { id: 'hold-trudy-1', ts: Date.now() - 1000, action: 'hold', account: target, ok: true, dryRun: false, changed: true, backend: 'postfix', detail: 'held 2', by: 'policy', reason: ['x'], data: { queueIds: ['4F2A31C0B7', '4F2A31C0B8'] } };
+    const sink = new ClickhouseSink(client, { batchRows: 10, flushMs: 20, maxBufferedRows: 1000 });
+    sink.add('actions', [actionRow(hold), actionRow(hold)]); // stored twice (a replayed batch): one record
+    await sink.close();
+    expect((await new ClickhouseQueries(client).heldQueueIds(target)).sort()).toEqual(['4F2A31C0B7', '4F2A31C0B8']);
+    const unlock = await api.app.inject({ method: 'POST', url: `/accounts/${target}/unlock`, headers: auth(ACT) });
+    expect(unlock.statusCode, unlock.body).toBe(200);
+    expect((unlock.json() as { records: ActionRecord[] }).records.map((r) => r.action)).toEqual(['unlock', 'release']);
+    expect(zmprov.calls.at(-1)).toEqual(['/opt/zimbra/common/sbin/postsuper', '-H', '-']);
+    expect(zmprov.inputs.at(-1)!.split('\n').filter(Boolean).sort()).toEqual(['4F2A31C0B7', '4F2A31C0B8']);
+    expect(await new ClickhouseQueries(client).heldQueueIds(target)).toEqual([]); // the unlock and the release are stored
   });
 
   it('with ClickHouse unreachable: /health is 503 degraded and reads are 503 FG_CLICKHOUSE_UNAVAILABLE, not a crash', async () => {
