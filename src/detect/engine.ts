@@ -129,25 +129,24 @@ export class DetectionEngine {
   }
 
   onMessage(m: Message, route: Delivery = ALL_ROUTES): void {
-    const o = this.owner;
-    o.enter(route, m);
-    for (let i = 0; i < this.messageReaders.length; i++) this.messageReaders[i]!.onMessage?.(m);
-    o.enter(undefined, undefined);
+    this.deliver(this.messageReaders, 'onMessage', m, route);
   }
 
   /** One delivery of a submission (see Detector.submissions). */
   onSubmission(m: Message, route: Delivery = ALL_ROUTES): void {
-    const o = this.owner;
-    o.enter(route, m);
-    for (let i = 0; i < this.submissionReaders.length; i++) this.submissionReaders[i]!.onSubmission?.(m);
-    o.enter(undefined, undefined);
+    this.deliver(this.submissionReaders, 'onSubmission', m, route);
   }
 
   /** One delivery of a held message's settled recipients (see Detector.settled). */
   onSettled(m: Message, route: Delivery = ALL_ROUTES): void {
+    this.deliver(this.settledReaders, 'onSettled', m, route);
+  }
+
+  /** A message-shaped item to the detectors that read it, owning only its route meanwhile. */
+  private deliver(readers: readonly DetectorInstance[], read: 'onMessage' | 'onSubmission' | 'onSettled', m: Message, route: Delivery): void {
     const o = this.owner;
     o.enter(route, m);
-    for (let i = 0; i < this.settledReaders.length; i++) this.settledReaders[i]!.onSettled?.(m);
+    for (let i = 0; i < readers.length; i++) readers[i]![read]?.(m);
     o.enter(undefined, undefined);
   }
 
