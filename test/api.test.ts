@@ -287,3 +287,112 @@ describe('API', () => {
     }
   });
 });
+
+describe("API: an operator's lock holds the account's queued mail", () => {
+  const acct = 'carol@example.com';
+  /** postqueue -j as Postfix prints it: the account's own mail, a forged sender, an id the logs tie to it, another user's mail, one already held. */
+  const queue = [
+    { queue_name: 'deferred', queue_id: '5A1B2C3D01', sender: acct, recipients: [{ address: 'a@example.net' }] },
+    { queue_name: 'active', queue_id: '5A1B2C3D02', sender: 'sales@yahoo.com.tw', recipients: [{ address: 'b@example.net' }] },
+    { queue_name: 'deferred', queue_id: '5A1B2C3D03', sender: 'promo@other.example', recipients: [{ address: 'c@example.net' }] },
+    { queue_name: 'deferred', queue_id: '5A1B2C3D04', sender: 'dave@example.com', recipients: [{ address: 'd@example.net' }] },
+    { queue_name: 'hold', queue_id: '5A1B2C3D05', sender: acct, recipients: [{ address: 'e@example.net' }] },
+  ];
+
+  function holdSetup(lookup: (a: string) => { senders: string[]; queueIds: string[] }) {
+    const calls: string[][] = [];
+    const stdin: string[] = [];
+    const status = new Map<string, string>();
+    const runner: CommandRunner = {
+      async run(argv, opts): Promise<RunResult> {
+        calls.push([...argv]);
+        const bin = argv[0]!;
+        if (bin.endsWith('/postqueue')) return { code: 0, stdout: queue.map((m) => JSON.stringify(m)).join('\n') + '\n', stderr: '' };
+        if (bin.endsWith('/postsuper')) {
+          stdin.push(opts?.input ?? '');
+          return { code: 0, stdout: '', stderr: '' };
+        }
+        const [, verb, account, ...rest] = argv;
+        if (verb === 'ga') return { code: 0, stdout: `zimbraAccountStatus: ${status.get(account!) ?? 'active'}\n`, stderr: '' };
+        status.set(account!, rest[1]!);
+        return { code: 0, stdout: '', stderr: '' };
+      },
+    };
+    const store = new Store(':memory:');
+    const lookups: string[] = [];
+    const app = buildApi({
+      store,
+      tokens: [{ name: 'oncall', role: 'act', token: ACT }],
+      actuator: new Actuator({ config: { dryRun: false }, runner, audit: (r) => store.recordAction(r) }),
+      policy: { unlocked: () => undefined, lockedByOperator: () => undefined, isLocked: () => false },
+      metrics: () => '',
+      hold: {
+        onLock: true,
+        queuedMailOf: (a) => {
+          lookups.push(a);
+          return lookup(a);
+        },
+      },
+    });
+    return { app, store, calls, stdin, lookups };
+  }
+  const post = (app: ReturnType<typeof buildApi>, url: string, payload?: object) =>
+    app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${ACT}` }, ...(payload ? { payload } : {}) });
+  const ids = (s: string | undefined) => (s ?? '').split('\n').filter(Boolean).sort();
+
+  it('holds mail by the account, its forged senders and its queue ids; the unlock releases exactly that', async () => {
+    const t = holdSetup(() => ({ senders: ['SALES@yahoo.com.tw'], queueIds: ['5A1B2C3D03'] }));
+    const lock = await post(t.app, `/accounts/${acct}/lock`, { reason: 'phished' });
+    expect(lock.statusCode, lock.body).toBe(200);
+    const records = (lock.json() as { records: ActionRecord[] }).records;
+    expect(records.map((r) => [r.action, r.ok, r.by])).toEqual([
+      ['lock', true, 'oncall'],
+      ['hold', true, 'oncall'],
+    ]);
+    expect(t.lookups).toEqual([acct]);
+    expect(t.calls.at(-1)).toEqual(['/opt/zimbra/common/sbin/postsuper', '-h', '-']);
+    // Not dave's mail, not the message already on hold.
+    expect(ids(t.stdin.at(-1))).toEqual(['5A1B2C3D01', '5A1B2C3D02', '5A1B2C3D03']);
+    expect(t.store.heldQueueIds(acct).sort()).toEqual(['5A1B2C3D01', '5A1B2C3D02', '5A1B2C3D03']);
+
+    const unlock = await post(t.app, `/accounts/${acct}/unlock`);
+    expect((unlock.json() as { records: ActionRecord[] }).records.map((r) => r.action)).toEqual(['unlock', 'release']);
+    expect(t.calls.at(-1)).toEqual(['/opt/zimbra/common/sbin/postsuper', '-H', '-']);
+    expect(ids(t.stdin.at(-1))).toEqual(['5A1B2C3D01', '5A1B2C3D02', '5A1B2C3D03']);
+    await t.app.close();
+    t.store.close();
+  });
+
+  it('hold: false locks only; a failed lookup still holds by the account address and says why', async () => {
+    const t = holdSetup(() => {
+      throw new Error('clickhouse: connect ECONNREFUSED');
+    });
+    const only = await post(t.app, `/accounts/${acct}/lock`, { hold: false });
+    expect((only.json() as { records: ActionRecord[] }).records.map((r) => r.action)).toEqual(['lock']);
+    expect(t.lookups).toEqual([]);
+    expect(t.calls.some((c) => c[0]!.endsWith('/postqueue'))).toBe(false);
+
+    const other = 'erin@example.com';
+    const lock = await post(t.app, `/accounts/${other}/lock`);
+    const hold = (lock.json() as { records: ActionRecord[] }).records[1]!;
+    expect(hold).toMatchObject({ action: 'hold', ok: true, data: { hintsError: 'clickhouse: connect ECONNREFUSED' } });
+    expect(hold.changed).toBe(false); // erin has nothing queued
+    await t.app.close();
+    t.store.close();
+  });
+
+  it('refuses release on a lock and hold on an unlock, before anything runs', async () => {
+    const t = holdSetup(() => ({ senders: [], queueIds: [] }));
+    for (const [verb, body, field] of [
+      ['lock', { release: true }, 'release'],
+      ['unlock', { hold: true }, 'hold'],
+    ] as const) {
+      const r = await post(t.app, `/accounts/${acct}/${verb}`, body);
+      expect(r.statusCode).toBe(400);
+      expect((r.json() as { error: { message: string } }).error.message).toContain(field);
+    }
+    expect(t.calls).toEqual([]);
+    await t.app.close();
+    t.store.close();
+  });
+});

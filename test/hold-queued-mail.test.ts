@@ -70,7 +70,7 @@ describe('a locked account’s queued mail is held by the queue ids its log line
     });
     const hook = createActionRunner(cfg, (r) => records.push(r), {
       runner: execRunner({ env: { FG_STANDIN_LOG: log.path, FG_STANDIN_QUEUE: queueFile } }),
-      queueIdsOf: (account) => pipeline.correlator.queueIdsOf(account),
+      queuedMailOf: (account) => ({ senders: [], queueIds: pipeline.correlator.queueIdsOf(account) }),
     });
     await mergeInputs(
       [{ path: file, host: 'mx1' }],

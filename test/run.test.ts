@@ -186,6 +186,75 @@ describe('floodgate run', () => {
     expect(ids.filter((id) => !theirs.has(id))).toEqual([]);
   }, 60_000);
 
+  it("an operator's lock through run's API holds the account's mail still queued, by the queue ids the correlator ties to it", async () => {
+    const s = setup('api-hold');
+    const sl = new S.ScenarioLog(4);
+    const users = S.users(12);
+    const victim = users[0]!.account;
+    const EP = Date.UTC(2026, 10, 27, 10, 0, 0);
+    S.background(sl, { start: EP - 24 * S.HOUR, end: EP + S.HOUR, users, inboundPerHour: 10 });
+    S.forgedSenderFlood(sl, { account: victim, ips: ['41.203.18.77'], start: EP, count: 120, paceMs: 6000, deferRate: 0.9 });
+    const lines = sl.render();
+    writeFileSync(s.log, text(lines));
+    // From the log text: the victim's queue ids (submissions, and their re-injections), and which ones the file leaves queued
+    // (deferred, never sent or bounced after).
+    const theirs = new Set(lines.flatMap((l) => (/: ([0-9A-F]{10}): client=.*sasl_username=(\S+)$/.exec(l)?.[2] === victim ? [/: ([0-9A-F]{10}): client=/.exec(l)![1]!] : [])));
+    for (const l of lines) {
+      const m = /Queue-ID: ([0-9A-F]{10}), .*queued_as: ([0-9A-F]{10}),/.exec(l);
+      if (m && theirs.has(m[1]!)) theirs.add(m[2]!);
+    }
+    const last = new Map<string, string>();
+    for (const l of lines) {
+      const m = /postfix\/smtp\[\d+\]: ([0-9A-F]{10}): to=<[^>]*>, .*status=(\w+)/.exec(l);
+      if (m) last.set(m[1]!, m[2]!);
+    }
+    const queued = [...last].filter(([id, st]) => st === 'deferred' && theirs.has(id)).map(([id]) => id).sort();
+    expect(queued.length).toBeGreaterThan(20);
+    // postqueue -j: each queued flood message under a forged sender never seen finished, plus another user's mail.
+    const queueFile = join(s.dir, 'queue.jsonl');
+    const listing = queued.map((id, i) => ({ queue_name: 'deferred', queue_id: id, sender: `q${i}z@yahoo.com.tw`, recipients: [{ address: `r${i}@hinet.net` }] }));
+    listing.push({ queue_name: 'deferred', queue_id: '9F00D1CE42', sender: users[3]!.account, recipients: [{ address: 'a@example.net' }] });
+    writeFileSync(queueFile, listing.map((q) => JSON.stringify(q)).join('\n') + '\n');
+    const standinLog = join(s.dir, 'standin.log');
+    const env = `["/usr/bin/env", ${JSON.stringify(`FG_STANDIN_LOG=${standinLog}`)}, ${JSON.stringify(`FG_STANDIN_QUEUE=${queueFile}`)}]`;
+    const fixture = (name: string) => JSON.stringify(join(import.meta.dirname, 'fixtures', 'bin', name));
+    appendFileSync(
+      s.cfg,
+      [
+        'api:',
+        '  tokens: [{ name: oncall, role: act, tokenEnv: FG_TEST_ACT }]',
+        'actions:',
+        `  zmprov: { path: ${fixture('zmprov')}, prefix: ${env} }`,
+        `  queue: { postqueuePath: ${fixture('postqueue')}, postsuperPath: ${fixture('postsuper')}, prefix: ${env} }`,
+        '',
+      ].join('\n'),
+    );
+    const token = 'act-token-for-the-run-test-0123456789';
+    const child = spawn(process.execPath, [bin, 'run', '--config', s.cfg, '--poll-ms', '20', '--listen', '127.0.0.1:0'], { env: { ...process.env, TZ: 'UTC', FG_TEST_ACT: token }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await until(() => /"msg":"api listening"/.test(stderr), 'the API', 20_000, child);
+      const address = /"address":"(http:\/\/[^"]+)"/.exec(stderr)![1]!;
+      await until(() => linesInStore(s.db) === lines.length, 'the whole file', 30_000, child);
+      const res = await fetch(`${address}/accounts/${victim}/lock`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"reason":"ticket 12"}' });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { records: { action: string; ok: boolean; data?: { queueIds?: string[] } }[] };
+      expect(body.records.map((r) => [r.action, r.ok])).toEqual([
+        ['lock', true],
+        ['hold', true],
+      ]);
+      const runs = readFileSync(standinLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prog: string; argv: string[]; stdin?: string });
+      const held = runs.filter((r) => r.prog === 'postsuper');
+      expect(held.map((r) => r.argv)).toEqual([['-h', '-']]);
+      expect(held[0]!.stdin!.trim().split('\n').sort()).toEqual(queued);
+    } finally {
+      child.kill('SIGTERM');
+      expect(await exited, stderr).toBe(0);
+    }
+  }, 60_000);
+
   it('kill -9 mid-file, restart: every line counts exactly once', async () => {
     const s = setup('kill');
     writeFileSync(s.log, '');

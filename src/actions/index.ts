@@ -27,6 +27,7 @@ export * from './account.js';
 export * from './config.js';
 export * from './hold-queue.js';
 export * from './held.js';
+export * from './queued-mail.js';
 export * from './runner.js';
 export * from './types.js';
 export * from './webhook.js';
@@ -64,6 +65,8 @@ export interface HoldOptions {
   senders?: readonly string[];
   /** Queue ids the policy saw; invalid ones are counted and ignored. */
   queueIds?: readonly string[];
+  /** Why the senders and queue ids could not be looked up (the hold then goes by the account's address). */
+  hintsError?: string;
   by?: string;
   reasons?: readonly string[];
 }
@@ -220,7 +223,7 @@ export class Actuator {
     const senders = [...new Set((opts.senders ?? []).filter((s): s is string => typeof s === 'string').map((s) => s.toLowerCase()))].slice(0, 1000);
     const reads = [this.queue.listArgv()];
     const command = this.queue.holdArgv();
-    const base = { senders, ...(invalid ? { ignoredQueueIds: invalid } : {}) };
+    const base = { senders, ...(invalid ? { ignoredQueueIds: invalid } : {}), ...(opts.hintsError !== undefined ? { hintsError: opts.hintsError.slice(0, 300) } : {}) };
     let o: StepOutcome;
     if (this.dryRun) {
       o = {

@@ -20,7 +20,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { ActionRecord, Actuator } from '../actions/index.js';
+import { queuedMailHints, type ActionRecord, type Actuator, type QueuedMailLookup } from '../actions/index.js';
 import { checkAccount } from '../actions/account.js';
 import { FloodgateError, type ErrorCode } from '../core/errors.js';
 
@@ -76,6 +76,12 @@ export interface ApiDeps {
   services?: () => Promise<Record<string, ServiceHealth>>;
   /** Called after the API changed detection state (an unlock), so it is checkpointed. */
   onChange?: () => void;
+  /**
+   * An operator's lock also holds the account's queued mail when `onLock`
+   * (the config's policy.holdOnLock) unless the request says `hold: false`;
+   * `queuedMailOf` names the senders and queue ids to look for.
+   */
+  hold?: { onLock: boolean; queuedMailOf?: QueuedMailLookup };
 }
 
 // ---- schemas (validation and OpenAPI) ----
@@ -114,6 +120,10 @@ export const accountParams = z.object({ account: z.string().meta({ description: 
 export const actionBody = z
   .object({
     reason: z.string().max(500).optional().meta({ description: 'why (stored in the action record)' }),
+    hold: z
+      .boolean()
+      .optional()
+      .meta({ description: "lock only: also hold the account's queued mail (postsuper -h), found by its address, the senders it used and the queue ids the logs tie to it; default: the config's policy.holdOnLock" }),
     release: z
       .boolean()
       .optional()
@@ -238,13 +248,19 @@ export function buildApi(deps: ApiDeps): FastifyInstance {
     const reasons = [body.reason ?? `${verb} requested through the API`];
     let records: ActionRecord[];
     if (verb === 'lock') {
+      if (body.release !== undefined) throw new ApiError(400, 'FG_API_INVALID_REQUEST', 'body: release applies to unlock only');
+      const hold = body.hold ?? deps.hold?.onLock ?? false;
+      // Asked before the lock's await, as the policy's lock does: what is queued when the operator acts.
+      const hints = hold ? queuedMailHints(deps.hold?.queuedMailOf, account) : undefined;
       const r = await deps.actuator.lock(account, reasons, who.name);
       records = [r.lock, ...r.followUps];
       if (r.lock.ok) {
         await deps.policy.lockedByOperator(account); // the policy must not lock it a second time
         deps.onChange?.();
+        if (hints) records.push(await deps.actuator.hold(account, { ...(await hints), by: who.name, reasons }));
       }
     } else {
+      if (body.hold !== undefined) throw new ApiError(400, 'FG_API_INVALID_REQUEST', 'body: hold applies to lock only');
       // Read before the unlock, which ends the lock episode the holds belong to.
       const held = body.release === false ? [] : [...new Set([...deps.actuator.heldQueueIds(account), ...((await deps.store.heldQueueIds?.(account)) ?? [])])];
       records = [await deps.actuator.unlock(account, who.name, reasons)];

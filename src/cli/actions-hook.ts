@@ -4,7 +4,7 @@
  * switch: the actuator records the exact commands it would run without
  * running them unless the config (or `replay --act`) says otherwise.
  */
-import { Actuator, type ActionRecord, type CommandRunner, type WebhookOutbox } from '../actions/index.js';
+import { Actuator, queuedMailHints, type ActionRecord, type CommandRunner, type QueuedMailLookup, type WebhookOutbox } from '../actions/index.js';
 import type { FloodgateConfig } from '../config/config.js';
 import type { Decision } from '../policy/policy.js';
 
@@ -16,10 +16,8 @@ export interface ActionHook {
 export interface ActionHookDeps {
   runner?: CommandRunner;
   fetch?: typeof fetch;
-  /** Envelope senders the account used recently (forged ones included), for hold. */
-  sendersOf?: (account: string) => string[];
-  /** Queue ids of the account's mail the logs show still queued (Correlator.queueIdsOf), for hold. */
-  queueIdsOf?: (account: string) => string[];
+  /** Senders the account used recently (forged ones included) and queue ids the logs tie to it, for hold. */
+  queuedMailOf?: QueuedMailLookup;
   /** Durable webhook outbox (the store, for `floodgate run`). Default: in memory. */
   outbox?: WebhookOutbox;
 }
@@ -38,11 +36,11 @@ export function createActionRunner(cfg: FloodgateConfig, onRecord: (rec: ActionR
     async execute(d: Decision): Promise<ActionRecord[]> {
       const out: ActionRecord[] = [];
       if (d.action === 'lock' && d.account !== undefined) {
-        // Read before the lock's await: what the logs show queued when the decision is executed.
-        const queueIds = d.hold ? (deps.queueIdsOf?.(d.account) ?? []) : [];
+        // Asked before the lock's await: what the logs show queued when the decision is executed.
+        const hints = d.hold ? queuedMailHints(deps.queuedMailOf, d.account, d.ts) : undefined;
         const r = await actuator.lock(d.account, d.reasons, 'policy');
         out.push(r.lock, ...r.followUps);
-        if (d.hold && r.lock.ok) out.push(await actuator.hold(d.account, { senders: deps.sendersOf?.(d.account) ?? [], queueIds, by: 'policy', reasons: d.reasons }));
+        if (d.hold && r.lock.ok) out.push(await actuator.hold(d.account, { ...(await hints), by: 'policy', reasons: d.reasons }));
       }
       if (hasWebhooks && d.action !== 'none') {
         out.push(

@@ -72,7 +72,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
   const write = (o: Finding | Decision) => (json ? out.write(o) : process.stdout.write(human(o) + '\n'));
   const actions: ActionHook | undefined = values.act
     ? createActionRunner(cfg, (rec) => (json ? out.write(rec) : process.stdout.write(`ACTION ${JSON.stringify(rec)}\n`)), {
-        queueIdsOf: (account) => pipeline.correlator.queueIdsOf(account),
+        queuedMailOf: (account) => ({ senders: [], queueIds: pipeline.correlator.queueIdsOf(account) }),
       })
     : undefined;
   const dns = dnsFromConfig(cfg);

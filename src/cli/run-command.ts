@@ -138,6 +138,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       inputs: () => runner.inputStatus(),
       uptime: () => (Date.now() - runner.startedAt) / 1000,
       onChange: () => runner.touch(),
+      hold: { onLock: cfg.policy.holdOnLock, queuedMailOf: (a) => runner.queuedMailOf(a) },
     });
   }
 

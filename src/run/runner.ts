@@ -29,7 +29,7 @@
  * between runs; every line still counts exactly once.
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import type { ActionRecord, CommandRunner } from '../actions/index.js';
+import type { ActionRecord, CommandRunner, QueuedMailHints } from '../actions/index.js';
 import { createActionRunner, type ActionHook } from '../cli/actions-hook.js';
 import type { FloodgateConfig } from '../config/config.js';
 import type { Message } from '../correlator/message.js';
@@ -165,8 +165,7 @@ export class Runner {
         runner: opts.runner,
         fetch: opts.fetch,
         outbox: this.store,
-        sendersOf: (account) => this.sendersOf(account),
-        queueIdsOf: (account) => this.pipeline.correlator.queueIdsOf(account),
+        queuedMailOf: (account) => this.queuedMailOf(account),
       },
     );
     this.needsWebhook = this.hook.actuator.config.webhooks.targets.length > 0;
@@ -493,6 +492,11 @@ export class Runner {
     this.countAction(rec);
     this.store.recordAction(rec, this.currentDecision?.key);
     this.log(rec.ok ? 'info' : 'warn', 'action', { action: rec.action, ok: rec.ok, dryRun: rec.dryRun, changed: rec.changed, by: rec.by, ...(rec.error ? { code: rec.error.code } : {}) });
+  }
+
+  /** For hold (the policy's and an operator's): the account's recent senders and the queue ids the correlator ties to it. */
+  queuedMailOf(account: string): QueuedMailHints {
+    return { senders: this.sendersOf(account), queueIds: this.pipeline.correlator.queueIdsOf(account) };
   }
 
   private sendersOf(account: string): string[] {
