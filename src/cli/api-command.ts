@@ -13,7 +13,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { Redis } from 'ioredis';
-import { Actuator, type ActionRecord, type ActuatorOptions } from '../actions/index.js';
+import { Actuator, HOLD_LOOKBACK_MS, type ActionRecord, type ActuatorOptions } from '../actions/index.js';
 import type { MetricFamily } from '../api/metrics.js';
 import { renderMetrics } from '../api/metrics.js';
 import { buildApi, type ApiToken } from '../api/server.js';
@@ -21,7 +21,7 @@ import { createClickhouseClient, type ChClient } from '../clickhouse/client.js';
 import { migrate, type MigrateResult } from '../clickhouse/migrations.js';
 import { ClickhouseQueries } from '../clickhouse/queries.js';
 import { actionRow } from '../clickhouse/rows.js';
-import { ClickhouseSink } from '../clickhouse/sink.js';
+import { ClickhouseSink, flushWithin } from '../clickhouse/sink.js';
 import { loadConfig, type FloodgateConfig } from '../config/config.js';
 import { FloodgateError } from '../core/errors.js';
 import { createLogger, type Logger } from '../distributed/log.js';
@@ -71,19 +71,6 @@ export interface DistributedApi {
   close(): Promise<void>;
 }
 
-/** Resolves when the flush is done or after ms, whichever first; reports which. */
-async function flushWithin(sink: ClickhouseSink, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([sink.flush().then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 export function createDistributedApi(o: DistributedApiOptions): DistributedApi {
   const { cfg, log } = o;
   const queries = new ClickhouseQueries(o.clickhouse);
@@ -130,6 +117,7 @@ export function createDistributedApi(o: DistributedApiOptions): DistributedApi {
     store: queries,
     tokens: o.tokens,
     actuator,
+    hold: { onLock: cfg.policy.holdOnLock, queuedMailOf: (a) => queries.queuedMailOf(a, Date.now() - HOLD_LOOKBACK_MS) },
     policy: {
       isLocked: (a) => locks.isLocked(a),
       lockedByOperator: (a) => locks.lockedByOperator(a),

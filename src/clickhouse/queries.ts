@@ -10,6 +10,7 @@
  * parameters.
  */
 import { heldQueueIds } from '../actions/held.js';
+import type { QueuedMailHints } from '../actions/queued-mail.js';
 import type { ActionRecord } from '../actions/types.js';
 import type { Message } from '../correlator/message.js';
 import type { Finding } from '../detect/finding.js';
@@ -87,6 +88,12 @@ function timeRange(secCol: string, msCol: string, since: number, until: number):
   ];
 }
 
+/** `ts_ms` from since on, with the DateTime bound for ClickHouse's index. */
+function fromTime(secCol: string, msCol: string, since: number): string {
+  const ms = clampMs(since, 0);
+  return `${msCol} >= ${sqlInt(ms)} AND ${secCol} >= toDateTime(${sqlInt(Math.floor(ms / 1000))})`;
+}
+
 function parseJson<T>(rows: readonly { json: string }[]): T[] {
   return rows.map((r) => JSON.parse(r.json) as T);
 }
@@ -141,6 +148,38 @@ export class ClickhouseQueries {
       `SELECT json FROM ${this.t('actions')} FINAL WHERE account = ${sqlString(account.toLowerCase())} AND action IN ('hold', 'release', 'unlock') ORDER BY ts_ms, id`,
     );
     return heldQueueIds(parseJson<ActionRecord>(rows));
+  }
+
+  /**
+   * For hold in distributed mode, where no one process has the correlator
+   * that knows an account's queue ids: from the events and messages since
+   * `since`, the senders of the account's finished messages, and the queue
+   * ids its SASL submissions got on each host together with their
+   * content-filter re-injections (a delivery's `queued as`, amavis's
+   * `queued_as`, on the same host), the id deferred mail waits under.
+   * Ids of mail already gone are harmless: hold only touches ids postqueue
+   * lists. ClickHouse 18.16 has no JSON functions beyond visitParam*, which
+   * read the first match of a key: events' json has queueId and queuedAs
+   * only at the top level.
+   */
+  async queuedMailOf(account: string, since: number): Promise<QueuedMailHints> {
+    const a = sqlString(account.toLowerCase());
+    const range = fromTime('ts', 'ts_ms', since);
+    const submitted = `SELECT host, visitParamExtractString(json, 'queueId') FROM ${this.t('events')} WHERE kind = 'smtp.client' AND account = ${a} AND ${range}`;
+    const [ids, senders] = await Promise.all([
+      this.client.query<{ qid: string }>(
+        `SELECT DISTINCT qid FROM (
+           SELECT visitParamExtractString(json, 'queueId') AS qid FROM ${this.t('events')} WHERE kind = 'smtp.client' AND account = ${a} AND ${range}
+           UNION ALL
+           SELECT arrayJoin(extractAll(visitParamExtractRaw(json, 'queuedAs'), '[0-9A-Za-z]+')) AS qid FROM ${this.t('events')}
+           WHERE kind IN ('delivery', 'amavis') AND ${range} AND (host, visitParamExtractString(json, 'queueId')) IN (${submitted})
+         ) WHERE qid != '' LIMIT 10000`,
+      ),
+      this.client.query<{ sender: string }>(
+        `SELECT DISTINCT sender FROM ${this.t('messages')} WHERE sasl_user = ${a} AND ${fromTime('last_ts', 'last_ts_ms', since)} AND sender != '' LIMIT 1000`,
+      ),
+    ]);
+    return { senders: senders.map((r) => r.sender), queueIds: ids.map((r) => r.qid) };
   }
 
   /** Distinct row ids and row copies of a table: equal once ClickHouse merged, copies ≥ ids before (tests, diagnostics). */

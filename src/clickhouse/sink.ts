@@ -419,3 +419,16 @@ export class ClickhouseSink {
     ];
   }
 }
+
+/** Resolves when the flush is done or after ms, whichever first; reports which. */
+export async function flushWithin(sink: ClickhouseSink, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([sink.flush().then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

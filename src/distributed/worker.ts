@@ -11,14 +11,15 @@ import type { MetricFamily } from '../api/metrics.js';
 import { createActionRunner } from '../cli/actions-hook.js';
 import { createClickhouseClient, type ChClient } from '../clickhouse/client.js';
 import { migrate } from '../clickhouse/migrations.js';
-import { ClickhouseSink } from '../clickhouse/sink.js';
+import { ClickhouseQueries } from '../clickhouse/queries.js';
+import { ClickhouseSink, flushWithin } from '../clickhouse/sink.js';
 import type { FloodgateConfig } from '../config/config.js';
 import type { DnsLookup } from '../detect/dns.js';
 import type { Finding } from '../detect/finding.js';
 import { SiteKnowledge } from '../detect/site.js';
 import type { ZoneClock } from '../envelope/zone.js';
 import type { Decision } from '../policy/policy.js';
-import type { CommandRunner } from '../actions/index.js';
+import { HOLD_LOOKBACK_MS, type CommandRunner } from '../actions/index.js';
 import { ActionLease } from '../redis/action-lease.js';
 import { connectRedis, redisHealth } from '../redis/connection.js';
 import { LockBudget, SharedLockState } from '../redis/locks.js';
@@ -72,7 +73,18 @@ export class DetectWorker {
       log: (level, msg, fields) => o.log[level]({ component: 'clickhouse', ...fields }, msg),
     });
     this.snapshots = new PartitionSnapshots(this.redis, cfg.redis.keyPrefix);
-    const hook = createActionRunner(cfg, () => undefined, { ...(o.runner ? { runner: o.runner } : {}), ...(o.fetch ? { fetch: o.fetch } : {}) });
+    // The account's queue ids live in the parse stage's correlators, partitioned by host, not by account: read them from the
+    // stored events. This worker's parse stage adds a line's rows to the sink before routing its items, so after a flush the
+    // rows behind the decision are there (for the hosts it parses; a flush ClickHouse does not take within 2 s is not awaited).
+    const queries = new ClickhouseQueries(this.clickhouse);
+    const hook = createActionRunner(cfg, () => undefined, {
+      ...(o.runner ? { runner: o.runner } : {}),
+      ...(o.fetch ? { fetch: o.fetch } : {}),
+      queuedMailOf: async (account, at) => {
+        await flushWithin(this.sink, 2000);
+        return queries.queuedMailOf(account, (at ?? Date.now()) - HOLD_LOOKBACK_MS);
+      },
+    });
     this.actions = new DistributedActions({
       hook,
       lease: new ActionLease(this.redis, cfg.redis.keyPrefix),

@@ -15,6 +15,7 @@ import { createClickhouseClient, type ChClient } from '../../src/clickhouse/clie
 import { migrate } from '../../src/clickhouse/migrations.js';
 import { ClickhouseQueries } from '../../src/clickhouse/queries.js';
 import { actionRow, decisionRow, eventRow, findingRow, messageRow } from '../../src/clickhouse/rows.js';
+import type { Event } from '../../src/core/events.js';
 import { ClickhouseSink } from '../../src/clickhouse/sink.js';
 import { createDistributedApi, type DistributedApi } from '../../src/cli/api-command.js';
 import { validateConfig, type FloodgateConfig } from '../../src/config/config.js';
@@ -154,7 +155,8 @@ describe('floodgate api over ClickHouse and Redis', () => {
     expect(before.policyLocked).toBe(false);
 
     const target = 'mallory@example.com';
-    const lock = await api.app.inject({ method: 'POST', url: `/accounts/${target}/lock`, headers: auth(ACT), payload: { reason: "ticket 4711 'quoted'" } });
+    // hold: false: holding queued mail is the binary's test below.
+    const lock = await api.app.inject({ method: 'POST', url: `/accounts/${target}/lock`, headers: auth(ACT), payload: { reason: "ticket 4711 'quoted'", hold: false } });
     expect(lock.statusCode, lock.body).toBe(200);
     expect(zmprov.calls).toEqual([
       ['/opt/zimbra/bin/zmprov', 'ga', target, 'zimbraAccountStatus'],
@@ -252,7 +254,7 @@ describe('floodgate api: the binary', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('migrates, serves the API with token auth, locks through the zmprov program, and exits 0 on SIGTERM', async () => {
+  it("migrates, serves the API with token auth, locks through the zmprov program, holds the account's queued mail, and exits 0 on SIGTERM", async () => {
     const standinLog = join(dir, 'standin.log');
     const cfgPath = join(dir, 'floodgate.yaml');
     writeFileSync(
@@ -266,6 +268,7 @@ describe('floodgate api: the binary', () => {
         'actions:',
         // The stand-in records into FG_STANDIN_LOG, which floodgate's allow-listed child environment drops: env(1) sets it.
         `  zmprov: { path: ${JSON.stringify(join(root, 'test', 'fixtures', 'bin', 'zmprov'))}, prefix: ["/usr/bin/env", ${JSON.stringify(`FG_STANDIN_LOG=${standinLog}`)}] }`,
+        `  queue: { postqueuePath: ${JSON.stringify(join(root, 'test', 'fixtures', 'bin', 'postqueue'))}, postsuperPath: ${JSON.stringify(join(root, 'test', 'fixtures', 'bin', 'postsuper'))}, prefix: ["/usr/bin/env", ${JSON.stringify(`FG_STANDIN_LOG=${standinLog}`)}] }`,
         'clickhouse:',
         `  url: ${SHARED_CLICKHOUSE_URL}`,
         `  database: ${db}`,
@@ -298,6 +301,13 @@ describe('floodgate api: the binary', () => {
     const ok = await get('/findings', READ);
     expect(ok.status).toBe(200);
     expect(await ok.json()).toEqual({ findings: [], count: 0 }); // migrated, empty
+    // A worker stored bob's submission a minute ago: its queue id is one the stand-in's queue lists under another sender.
+    const submission = { kind: 'smtp.client', ts: Date.now() - 60_000, host: 'mx1', program: 'postfix/submission/smtpd', src: { file: '/var/log/mail.log', offset: 4096 }, queueId: '3kx9Lz1qYwzABCd', ip: '203.0.113.9', account: 'bob@example.com', service: 'submission' } as Event;
+    const dbClient = createClickhouseClient(chConfig({ database: db }));
+    const seedSink = new ClickhouseSink(dbClient, { batchRows: 10, flushMs: 20, maxBufferedRows: 100 });
+    seedSink.add('events', [eventRow(submission, 0)]);
+    await seedSink.close();
+    await dbClient.close();
     const health = await get('/health');
     expect(health.status).toBe(200);
     expect(await health.json()).toMatchObject({ status: 'ok', services: { clickhouse: { reachable: true }, redis: { reachable: true } } });
@@ -305,14 +315,21 @@ describe('floodgate api: the binary', () => {
     expect((await post('/accounts/bob@example.com/lock', READ)).status).toBe(403);
     const lock = await post('/accounts/bob@example.com/lock', ACT);
     expect(lock.status).toBe(200);
-    const calls = readFileSync(standinLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prog: string; argv: string[]; leakedEnv: string[] });
-    expect(calls.map((c) => c.argv)).toEqual([
-      ['ga', 'bob@example.com', 'zimbraAccountStatus'],
-      ['ma', 'bob@example.com', 'zimbraAccountStatus', 'locked'],
+    const calls = readFileSync(standinLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prog: string; argv: string[]; stdin?: string; leakedEnv: string[] });
+    expect(calls.map((c) => [c.prog, ...c.argv])).toEqual([
+      ['zmprov', 'ga', 'bob@example.com', 'zimbraAccountStatus'],
+      ['zmprov', 'ma', 'bob@example.com', 'zimbraAccountStatus', 'locked'],
+      ['postqueue', '-j'],
+      ['postsuper', '-h', '-'],
     ]);
+    // bob's own mail by its sender, and the message his submission left queued under news@example.com by its id from ClickHouse.
+    expect(calls[3]!.stdin!.trim().split('\n').sort()).toEqual(['3kx9Lz1qYwzABCd', '4F2A31C0B3']);
     expect(calls.every((c) => c.leakedEnv.length === 0)).toBe(true); // tokens are not passed to the program
-    const [row] = await client.query<{ action: string; by: string; ok: number }>(`SELECT action, by, ok FROM \`${db}\`.actions FINAL`);
-    expect(row).toMatchObject({ action: 'lock', by: 'oncall', ok: 1 });
+    const rows = await client.query<{ action: string; by: string; ok: number }>(`SELECT action, by, ok FROM \`${db}\`.actions FINAL ORDER BY ts_ms, action DESC`);
+    expect(rows).toEqual([
+      { action: 'lock', by: 'oncall', ok: 1 },
+      { action: 'hold', by: 'oncall', ok: 1 },
+    ]);
 
     const exited = new Promise<number | null>((r) => child!.once('exit', (code) => r(code)));
     child.kill('SIGTERM');

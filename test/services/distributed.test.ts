@@ -5,6 +5,8 @@ import { appendFileSync, copyFileSync, readFileSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as S from '../../bench/scenarios.js';
+import { HOLD_LOOKBACK_MS } from '../../src/actions/queued-mail.js';
+import { tiedTo } from '../helpers/queue-ids.js';
 import { appendSlowly, Cluster, findingKey, replay, waitFor } from './helpers/cluster.js';
 import { REPO_ROOT } from './helpers/services.js';
 import { freePort } from './redis-server.js';
@@ -267,6 +269,24 @@ describe('floodgate ship → Kafka → floodgate detect → ClickHouse', () => {
       return r.length > 0 ? r : undefined;
     }, 30_000, () => c.logs());
     expect(decision[0]!.signals).toEqual(expect.arrayContaining(['volume', 'bounce-spike']));
+
+    // The (dry-run) hold names the queue ids the worker read back from the stored events: each one the log ties to
+    // the victim (its submissions and their re-injected ids), and every one of them logged in the day before the decision.
+    const [lockTs] = await c.query<{ ts_ms: string }>(`SELECT ts_ms FROM decisions FINAL WHERE action = 'lock' AND account = '${victim}'`);
+    const hold = await waitFor('the hold record', async () => {
+      const r = await c.query<{ json: string }>(`SELECT json FROM actions FINAL WHERE action = 'hold' AND account = '${victim}'`);
+      return r.length > 0 ? (JSON.parse(r[0]!.json) as { ok: boolean; data: { queueIds: string[]; hintsError?: string } }) : undefined;
+    }, 30_000, () => c.logs());
+    expect(hold.ok).toBe(true);
+    expect(hold.data.hintsError).toBeUndefined();
+    const lines = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '');
+    const tied = tiedTo(lines, victim);
+    const at = Number(lockTs!.ts_ms);
+    const beforeLock = tiedTo(lines.filter((l) => lineTime(l) >= at - HOLD_LOOKBACK_MS && lineTime(l) < at), victim);
+    expect(beforeLock.ids.size).toBeGreaterThan(50);
+    const named = new Set(hold.data.queueIds);
+    for (const id of named) expect(tied.ids.has(id) || tied.hops.has(id), id).toBe(true);
+    for (const id of [...beforeLock.ids, ...beforeLock.hops]) expect(named.has(id), id).toBe(true);
   }, 180_000);
 
   it('two detect workers produce the same findings as one', async () => {
