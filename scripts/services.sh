@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real Kafka, ClickHouse and Redis on loopback for floodgate's distributed mode
-# (tests, CI, people). Usage: scripts/services.sh up|down|status [kafka|clickhouse|redis ...]
+# (tests, CI, people), and a private Postfix for the hold/release tests.
+# Usage: scripts/services.sh up|down|status [kafka|clickhouse|redis|postfix ...]
 # (no names = all).
 #
 # - up: installs what is missing, starts what is not running, waits until each
@@ -10,6 +11,14 @@
 # - status: one line per service: up/down, address, version, who started it.
 #
 # State lives in ${FLOODGATE_SERVICES_DIR:-<repo>/.services}.
+#
+# Postfix: Debian's package (installed with debconf's "No configuration", so
+# the machine's own Postfix stays unconfigured and stopped), run as a private
+# instance: its config, queue and log (maillog_file) in the services dir,
+# no network listener (mail comes in through sendmail/postdrop) and every
+# outside destination relayed to the closed port 127.0.0.1:9, so mail stays
+# in the deferred queue for the tests to hold and release. Its commands reach
+# it with MAIL_CONFIG=<services dir>/postfix (root may name any config dir).
 # FLOODGATE_SERVICES_TIMEOUT (s, default 180) bounds each wait. The ports can
 # be moved (FLOODGATE_KAFKA_PORT, FLOODGATE_KAFKA_CONTROLLER_PORT,
 # FLOODGATE_CLICKHOUSE_HTTP_PORT, FLOODGATE_CLICKHOUSE_TCP_PORT,
@@ -41,7 +50,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SVC_DIR=${FLOODGATE_SERVICES_DIR:-$ROOT/.services}
 TIMEOUT=${FLOODGATE_SERVICES_TIMEOUT:-180}
-ALL_SERVICES=(kafka clickhouse redis)
+ALL_SERVICES=(kafka clickhouse redis postfix)
 
 KAFKA_PORT=${FLOODGATE_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${FLOODGATE_KAFKA_CONTROLLER_PORT:-9093}
@@ -59,6 +68,8 @@ CH_MEMORY_MIN_KB=$((2 * 1024 * 1024))
 CH_MALLOC_CONF=${FLOODGATE_CLICKHOUSE_MALLOC_CONF-narenas:2,dirty_decay_ms:-1,muzzy_decay_ms:-1}
 CH_LOG=$CH_DIR/log/clickhouse-server.log
 CH_ERRLOG=$CH_DIR/log/clickhouse-server.err.log
+
+PF_DIR=$SVC_DIR/postfix
 
 REDIS_PORT=${FLOODGATE_REDIS_PORT:-6379}
 REDIS_PID=$SVC_DIR/redis.pid
@@ -480,6 +491,76 @@ redis_status() {
   status_line redis "$state" "redis://127.0.0.1:$REDIS_PORT" "$version" "$who"
 }
 
+# ---------------------------------------------------------------- postfix
+
+pf_running() { postfix -c "$PF_DIR" status >/dev/null 2>&1; }
+pf_ready() { MAIL_CONFIG=$PF_DIR postqueue -j >/dev/null 2>&1; }
+
+pf_write_config() {
+  mkdir -p "$PF_DIR/queue" "$PF_DIR/data"
+  cat >"$PF_DIR/main.cf" <<EOF
+# Written by scripts/services.sh: floodgate's private test instance.
+compatibility_level = 3.6
+queue_directory = $PF_DIR/queue
+data_directory = $PF_DIR/data
+mail_owner = postfix
+setgid_group = postdrop
+syslog_name = postfix-floodgate
+maillog_file = $PF_DIR/maillog
+maillog_file_prefixes = $PF_DIR
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+myhostname = floodgate-test.localdomain
+mydestination =
+relayhost = [127.0.0.1]:9
+smtp_connect_timeout = 1s
+queue_run_delay = 3600s
+minimal_backoff_time = 3600s
+maximal_backoff_time = 4000s
+EOF
+  # The package's services without the inet ones (no port 25 here).
+  awk '!($2 == "inet" && $1 !~ /^#/)' /etc/postfix/master.cf >"$PF_DIR/master.cf"
+  as_root chown postfix "$PF_DIR/data"
+}
+
+pf_up() {
+  if ! command -v postqueue >/dev/null 2>&1; then
+    echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+    apt_install postfix
+  fi
+  command -v postqueue >/dev/null 2>&1 || die "postqueue still missing after installing postfix"
+  if pf_running && pf_ready; then return 0; fi
+  pf_write_config
+  say "postfix: starting a private instance (config, queue and log in $PF_DIR)"
+  as_root postfix -c "$PF_DIR" start >&2 2>&1 || { [ -f "$PF_DIR/maillog" ] && tail -n 20 "$PF_DIR/maillog" >&2; die "postfix: start failed; see $PF_DIR/maillog"; }
+  local start=$SECONDS
+  until pf_ready; do
+    if (( SECONDS - start >= TIMEOUT )); then
+      [ -f "$PF_DIR/maillog" ] && tail -n 20 "$PF_DIR/maillog" >&2
+      die "postfix did not answer postqueue within ${TIMEOUT}s; see $PF_DIR/maillog"
+    fi
+    sleep 0.3
+  done
+  say "postfix up in $((SECONDS - start))s"
+}
+
+pf_down() {
+  [ -f "$PF_DIR/main.cf" ] && command -v postfix >/dev/null 2>&1 || return 0
+  pf_running || return 0
+  as_root postfix -c "$PF_DIR" stop >&2 2>&1 || true
+  say "postfix stopped"
+}
+
+pf_status() {
+  local state=down version=- who=-
+  if command -v postfix >/dev/null 2>&1 && [ -f "$PF_DIR/main.cf" ] && pf_running; then
+    state=up
+    version=$(postconf -c "$PF_DIR" -dh mail_version 2>/dev/null || echo -)
+    who="services.sh (pid $(tr -dc '0-9' <"$PF_DIR/data/master.lock" 2>/dev/null || echo '?'))"
+  fi
+  status_line postfix "$state" "MAIL_CONFIG=$PF_DIR" "$version" "$who"
+}
+
 # ----------------------------------------------------------------- main
 
 # Columns are separated by at least two spaces, so a reader can split on that.
@@ -493,10 +574,11 @@ is_external() {
     kafka) ! kafka_ours >/dev/null && port_open "$KAFKA_PORT" ;;
     clickhouse) ! ch_ours >/dev/null && port_open "$CH_HTTP_PORT" ;;
     redis) ! redis_ours >/dev/null && command -v redis-cli >/dev/null && redis_ping ;;
+    postfix) return 1 ;; # always a private instance of its own
   esac
 }
 
-fn_prefix() { case $1 in clickhouse) printf ch ;; *) printf '%s' "$1" ;; esac; }
+fn_prefix() { case $1 in clickhouse) printf ch ;; postfix) printf pf ;; *) printf '%s' "$1" ;; esac; }
 
 usage() { die "usage: scripts/services.sh up|down|status [${ALL_SERVICES[*]// /|} ...]"; }
 
@@ -506,7 +588,7 @@ main() {
   shift
   if [ $# -eq 0 ]; then set -- "${ALL_SERVICES[@]}"; explicit=0; fi
   for name in "$@"; do
-    case $name in kafka | clickhouse | redis) ;; *) die "unknown service '$name' (known: ${ALL_SERVICES[*]})" ;; esac
+    case $name in kafka | clickhouse | redis | postfix) ;; *) die "unknown service '$name' (known: ${ALL_SERVICES[*]})" ;; esac
   done
   case $cmd in
     up | down)

@@ -240,7 +240,7 @@ describe('Redis', () => {
 describe('scripts/services.sh', () => {
   it('reports every service up, and a second `up` restarts nothing and is quick', async () => {
     const before = parseStatus((await serviceCtl('status')).stdout);
-    expect([...before.keys()].sort()).toEqual(['clickhouse', 'kafka', 'redis']);
+    expect([...before.keys()].sort()).toEqual(['clickhouse', 'kafka', 'postfix', 'redis']);
     for (const s of before.values()) {
       expect(s.state, s.name).toBe('up');
       expect(s.version, s.name).toMatch(/^\d+\.\d+/);

@@ -16,7 +16,7 @@ export const KAFKA_BROKERS: string[] = (process.env.FLOODGATE_TEST_KAFKA ?? '127
 export const CLICKHOUSE_URL = process.env.FLOODGATE_TEST_CLICKHOUSE ?? 'http://127.0.0.1:8123';
 export const REDIS_URL = process.env.FLOODGATE_TEST_REDIS ?? 'redis://127.0.0.1:6379';
 
-export type ServiceName = 'kafka' | 'clickhouse' | 'redis';
+export type ServiceName = 'kafka' | 'clickhouse' | 'redis' | 'postfix';
 export type ServiceAction = 'up' | 'down' | 'status';
 
 export interface ServiceCtlResult {
@@ -77,3 +77,6 @@ export function parseStatus(stdout: string): Map<string, ServiceStatus> {
   }
   return out;
 }
+
+/** The private Postfix instance `scripts/services.sh up postfix` runs: its config dir, for MAIL_CONFIG / -C. */
+export const POSTFIX_CONFIG_DIR = join(process.env.FLOODGATE_SERVICES_DIR ?? join(REPO_ROOT, '.services'), 'postfix');
