@@ -14,15 +14,16 @@
 #
 # Postfix: Debian's package (installed with debconf's "No configuration", so
 # the machine's own Postfix stays unconfigured and stopped), run as a private
-# instance: its config, queue and log (maillog_file) in the services dir,
-# no network listener (mail comes in through sendmail/postdrop) and every
-# outside destination relayed to the closed port 127.0.0.1:9, so mail stays
-# in the deferred queue for the tests to hold and release. Its commands reach
-# it with MAIL_CONFIG=<services dir>/postfix (root may name any config dir).
+# instance: its config, queue and log (maillog_file) in the services dir, one
+# listener, SASL submission on 127.0.0.1:10587 (Dovecot's auth, a private
+# instance too, with two test accounts), mail also in through sendmail -C, and
+# every outside destination relayed to the closed port 127.0.0.1:9, so mail
+# stays in the deferred queue for the tests to hold and release. Its commands
+# reach it with MAIL_CONFIG=<services dir>/postfix (root may name any config dir).
 # FLOODGATE_SERVICES_TIMEOUT (s, default 180) bounds each wait. The ports can
 # be moved (FLOODGATE_KAFKA_PORT, FLOODGATE_KAFKA_CONTROLLER_PORT,
 # FLOODGATE_CLICKHOUSE_HTTP_PORT, FLOODGATE_CLICKHOUSE_TCP_PORT,
-# FLOODGATE_REDIS_PORT) to run a second, private set next to the shared one,
+# FLOODGATE_REDIS_PORT, FLOODGATE_POSTFIX_SMTP_PORT) to run a second, private set next to the shared one,
 # e.g. for a test that stops a service; give that set its own services dir.
 #
 # ClickHouse keeps its data in memory (a directory on the /dev/shm tmpfs)
@@ -70,6 +71,7 @@ CH_LOG=$CH_DIR/log/clickhouse-server.log
 CH_ERRLOG=$CH_DIR/log/clickhouse-server.err.log
 
 PF_DIR=$SVC_DIR/postfix
+PF_SMTP_PORT=${FLOODGATE_POSTFIX_SMTP_PORT:-10587}
 
 REDIS_PORT=${FLOODGATE_REDIS_PORT:-6379}
 REDIS_PID=$SVC_DIR/redis.pid
@@ -494,10 +496,11 @@ redis_status() {
 # ---------------------------------------------------------------- postfix
 
 pf_running() { postfix -c "$PF_DIR" status >/dev/null 2>&1; }
-pf_ready() { MAIL_CONFIG=$PF_DIR postqueue -j >/dev/null 2>&1; }
+pf_ready() { MAIL_CONFIG=$PF_DIR postqueue -j >/dev/null 2>&1 && port_open "$PF_SMTP_PORT"; }
+pf_dovecot() { live_pid "$PF_DIR/dovecot/run/master.pid" "$PF_DIR/dovecot/dovecot.conf"; }
 
 pf_write_config() {
-  mkdir -p "$PF_DIR/queue" "$PF_DIR/data"
+  mkdir -p "$PF_DIR/queue" "$PF_DIR/data" "$PF_DIR/dovecot/run"
   cat >"$PF_DIR/main.cf" <<EOF
 # Written by scripts/services.sh: floodgate's private test instance.
 compatibility_level = 3.6
@@ -512,32 +515,78 @@ inet_interfaces = loopback-only
 inet_protocols = ipv4
 myhostname = floodgate-test.localdomain
 mydestination =
+alias_maps =
+alias_database =
 relayhost = [127.0.0.1]:9
 smtp_connect_timeout = 1s
 queue_run_delay = 3600s
 minimal_backoff_time = 3600s
 maximal_backoff_time = 4000s
 EOF
-  # The package's services without the inet ones (no port 25 here).
+  # The package's services without its inet ones (no port 25), plus SASL submission on loopback.
   awk '!($2 == "inet" && $1 !~ /^#/)' /etc/postfix/master.cf >"$PF_DIR/master.cf"
+  cat >>"$PF_DIR/master.cf" <<EOF
+127.0.0.1:$PF_SMTP_PORT inet n - n - - smtpd
+  -o syslog_name=postfix-floodgate/submission
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=private/auth
+  -o smtpd_tls_security_level=none
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+EOF
   as_root chown postfix "$PF_DIR/data"
+  # Dovecot as Postfix's SASL server only (no IMAP/POP), its socket in Postfix's queue.
+  cat >"$PF_DIR/dovecot/dovecot.conf" <<EOF
+base_dir = $PF_DIR/dovecot/run
+instance_name = floodgate-test
+log_path = $PF_DIR/dovecot/dovecot.log
+protocols =
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $PF_DIR/dovecot/users
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}
+service auth {
+  unix_listener $PF_DIR/queue/private/auth {
+    mode = 0660
+    user = postfix
+    group = postfix
+  }
+}
+EOF
+  # Test accounts only (the tests submit as them); the file is re-read when it changes.
+  printf '%s\n' 'alice@example.com:{PLAIN}alice-test-password' 'bob@example.com:{PLAIN}bob-test-password' >"$PF_DIR/dovecot/users"
+  chmod 640 "$PF_DIR/dovecot/users"
+  as_root chgrp dovecot "$PF_DIR/dovecot/users"
 }
 
 pf_up() {
-  if ! command -v postqueue >/dev/null 2>&1; then
+  local pkgs=()
+  command -v postqueue >/dev/null 2>&1 || pkgs+=(postfix)
+  command -v dovecot >/dev/null 2>&1 || pkgs+=(dovecot-core)
+  if [ ${#pkgs[@]} -gt 0 ]; then
     echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
-    apt_install postfix
+    apt_install "${pkgs[@]}"
   fi
-  command -v postqueue >/dev/null 2>&1 || die "postqueue still missing after installing postfix"
-  if pf_running && pf_ready; then return 0; fi
+  command -v postqueue >/dev/null 2>&1 && command -v dovecot >/dev/null 2>&1 || die "postfix/dovecot still missing after installing ${pkgs[*]}"
+  if pf_running && pf_dovecot >/dev/null && pf_ready; then return 0; fi
+  pf_down
   pf_write_config
-  say "postfix: starting a private instance (config, queue and log in $PF_DIR)"
-  as_root postfix -c "$PF_DIR" start >&2 2>&1 || { [ -f "$PF_DIR/maillog" ] && tail -n 20 "$PF_DIR/maillog" >&2; die "postfix: start failed; see $PF_DIR/maillog"; }
+  say "postfix: starting a private instance with SASL submission on 127.0.0.1:$PF_SMTP_PORT (config, queue and log in $PF_DIR)"
+  as_root postfix -c "$PF_DIR" start >&2 2>&1 9>&- || { [ -f "$PF_DIR/maillog" ] && tail -n 20 "$PF_DIR/maillog" >&2; die "postfix: start failed; see $PF_DIR/maillog"; }
+  # After Postfix: its start creates the queue's private/ directory that holds Dovecot's socket.
+  as_root dovecot -c "$PF_DIR/dovecot/dovecot.conf" >&2 2>&1 9>&- || { [ -f "$PF_DIR/dovecot/dovecot.log" ] && tail -n 20 "$PF_DIR/dovecot/dovecot.log" >&2; die "dovecot: start failed; see $PF_DIR/dovecot/dovecot.log"; }
   local start=$SECONDS
-  until pf_ready; do
+  until pf_ready && [ -S "$PF_DIR/queue/private/auth" ]; do
     if (( SECONDS - start >= TIMEOUT )); then
       [ -f "$PF_DIR/maillog" ] && tail -n 20 "$PF_DIR/maillog" >&2
-      die "postfix did not answer postqueue within ${TIMEOUT}s; see $PF_DIR/maillog"
+      die "postfix did not answer within ${TIMEOUT}s; see $PF_DIR/maillog and $PF_DIR/dovecot/dovecot.log"
     fi
     sleep 0.3
   done
@@ -545,20 +594,22 @@ pf_up() {
 }
 
 pf_down() {
-  [ -f "$PF_DIR/main.cf" ] && command -v postfix >/dev/null 2>&1 || return 0
-  pf_running || return 0
-  as_root postfix -c "$PF_DIR" stop >&2 2>&1 || true
-  say "postfix stopped"
+  command -v postfix >/dev/null 2>&1 || return 0
+  if [ -f "$PF_DIR/main.cf" ] && pf_running; then
+    as_root postfix -c "$PF_DIR" stop >&2 2>&1 || true
+    say "postfix stopped"
+  fi
+  if pf_dovecot >/dev/null; then stop_pid dovecot "$PF_DIR/dovecot/run/master.pid" "$PF_DIR/dovecot/dovecot.conf"; fi
 }
 
 pf_status() {
   local state=down version=- who=-
-  if command -v postfix >/dev/null 2>&1 && [ -f "$PF_DIR/main.cf" ] && pf_running; then
+  if command -v postfix >/dev/null 2>&1 && [ -f "$PF_DIR/main.cf" ] && pf_running && pf_dovecot >/dev/null; then
     state=up
     version=$(postconf -c "$PF_DIR" -dh mail_version 2>/dev/null || echo -)
     who="services.sh (pid $(tr -dc '0-9' <"$PF_DIR/data/master.lock" 2>/dev/null || echo '?'))"
   fi
-  status_line postfix "$state" "MAIL_CONFIG=$PF_DIR" "$version" "$who"
+  status_line postfix "$state" "smtp://127.0.0.1:$PF_SMTP_PORT" "$version" "$who"
 }
 
 # ----------------------------------------------------------------- main

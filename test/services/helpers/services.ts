@@ -80,3 +80,6 @@ export function parseStatus(stdout: string): Map<string, ServiceStatus> {
 
 /** The private Postfix instance `scripts/services.sh up postfix` runs: its config dir, for MAIL_CONFIG / -C. */
 export const POSTFIX_CONFIG_DIR = join(process.env.FLOODGATE_SERVICES_DIR ?? join(REPO_ROOT, '.services'), 'postfix');
+/** Its SASL submission listener (FLOODGATE_POSTFIX_SMTP_PORT, as for services.sh), and the test accounts services.sh gives Dovecot. */
+export const POSTFIX_SMTP_PORT = Number(process.env.FLOODGATE_POSTFIX_SMTP_PORT ?? 10587);
+export const POSTFIX_ACCOUNTS = { alice: { user: 'alice@example.com', password: 'alice-test-password' }, bob: { user: 'bob@example.com', password: 'bob-test-password' } } as const;

@@ -1,0 +1,123 @@
+/**
+ * The standalone product on a real mail server's own log: a private Postfix
+ * (Debian's 3.7, SASL through Dovecot, scripts/services.sh) takes a stolen
+ * account's forged-sender flood over SMTP; `floodgate run` follows Postfix's
+ * log file live (maillog_file), finds the account, locks it (the zmprov
+ * stand-in records the command) and holds its queued mail through the real
+ * postqueue and postsuper. No line here was written by floodgate's tests.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePostqueueJson, type ActionRecord } from '../../src/actions/index.js';
+import { ZoneClock } from '../../src/envelope/zone.js';
+import { parseFiles } from '../../src/pipeline/parse-files.js';
+import { POSTFIX_ACCOUNTS, POSTFIX_CONFIG_DIR, POSTFIX_SMTP_PORT, REPO_ROOT, serviceCtl } from './helpers/services.js';
+import { submit } from './helpers/smtp-submit.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'fg-postfix-e2e-'));
+const maillog = join(POSTFIX_CONFIG_DIR, 'maillog');
+const mailEnv = { ...process.env, MAIL_CONFIG: POSTFIX_CONFIG_DIR };
+const standinLog = join(dir, 'standin.log');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function storedActions(db: string): ActionRecord[] {
+  try {
+    const d = new Database(db, { readonly: true, fileMustExist: true });
+    try {
+      return d.prepare<[], { json: string }>('SELECT json FROM actions ORDER BY ts').all().map((r) => JSON.parse(r.json) as ActionRecord);
+    } finally {
+      d.close();
+    }
+  } catch {
+    return []; // not created yet, or busy this instant
+  }
+}
+
+describe('floodgate run on a real Postfix log: a stolen account flooding through SASL submission', () => {
+  let child: ChildProcess | undefined;
+  let stderr = '';
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child!.once('exit', r));
+    }
+    execFileSync('/usr/sbin/postsuper', ['-d', 'ALL'], { env: mailEnv, stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  beforeAll(async () => {
+    await serviceCtl('up', 'postfix');
+    execFileSync('/usr/sbin/postsuper', ['-d', 'ALL'], { env: mailEnv, stdio: 'ignore' });
+    truncateSync(maillog, 0); // Postfix's postlogd appends (O_APPEND): this run's lines only
+  }, 300_000);
+
+  it('locks the account from the log lines Postfix wrote, and holds every message the log showed it queue, no one else’s', async () => {
+    const env = `["/usr/bin/env", ${JSON.stringify(`FG_STANDIN_LOG=${standinLog}`)}, ${JSON.stringify(`MAIL_CONFIG=${POSTFIX_CONFIG_DIR}`)}]`;
+    const cfg = join(dir, 'floodgate.yaml');
+    const db = join(dir, 'fg.db');
+    writeFileSync(
+      cfg,
+      [
+        'timezone: UTC',
+        'inputs:',
+        `  - path: ${JSON.stringify(maillog)}`,
+        'store:',
+        `  path: ${JSON.stringify(db)}`,
+        'policy:',
+        '  dryRun: false',
+        'actions:',
+        `  zmprov: { path: ${JSON.stringify(join(REPO_ROOT, 'test', 'fixtures', 'bin', 'zmprov'))}, prefix: ${env} }`,
+        `  queue: { postqueuePath: /usr/sbin/postqueue, postsuperPath: /usr/sbin/postsuper, prefix: ${env} }`,
+        '',
+      ].join('\n'),
+    );
+    child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', cfg, '--poll-ms', '50', '--no-api'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    const smtp = { host: '127.0.0.1', port: POSTFIX_SMTP_PORT };
+
+    // Bob's ordinary mail, then Alice's stolen password at work: a new sender in yahoo.com.tw on every message.
+    const bobs: string[] = [];
+    for (let i = 0; i < 5; i++) bobs.push(await submit({ ...smtp, ...POSTFIX_ACCOUNTS.bob, from: POSTFIX_ACCOUNTS.bob.user, to: [`friend${i}@example.org`] }));
+    const alices: string[] = [];
+    for (let i = 0; i < 90; i++) {
+      alices.push(await submit({ ...smtp, ...POSTFIX_ACCOUNTS.alice, from: `${(i * 7919).toString(36)}q${i}@yahoo.com.tw`, to: [`v${i}@hinet.net`, `w${i}@example.net`] }));
+    }
+
+    let actions: ActionRecord[] = [];
+    for (const t0 = Date.now(); ; await sleep(100)) {
+      actions = storedActions(db);
+      if (actions.some((a) => a.action === 'hold')) break;
+      if (Date.now() - t0 > 30_000) throw new Error(`no hold within 30 s; actions: ${JSON.stringify(actions)}\n${stderr}`);
+    }
+    expect(actions.map((a) => [a.action, a.account, a.ok, a.dryRun])).toEqual([
+      ['lock', POSTFIX_ACCOUNTS.alice.user, true, false],
+      ['hold', POSTFIX_ACCOUNTS.alice.user, true, false],
+    ]);
+    // Locked for the forged senders together with the volume, as the policy explains it.
+    expect(actions[0]!.reason.join('\n')).toMatch(/sender-mismatch: alice@example\.com sent \d+ messages .* with envelope senders it does not own/);
+    expect(actions[0]!.reason.join('\n')).toContain('send-flood');
+    const runs = readFileSync(standinLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prog: string; argv: string[] });
+    expect(runs.map((r) => [r.prog, ...r.argv])).toEqual([
+      ['zmprov', 'ga', POSTFIX_ACCOUNTS.alice.user, 'zimbraAccountStatus'],
+      ['zmprov', 'ma', POSTFIX_ACCOUNTS.alice.user, 'zimbraAccountStatus', 'locked'],
+    ]);
+
+    // Held: only Alice's mail, by the queue ids the correlator tied to her (no sender of hers is in the queue), and
+    // at least every message up to the send-flood ceiling (60 in 10 min by default) the lock needed.
+    const held = (actions[1]!.data!.queueIds as string[]).slice().sort();
+    for (const id of held) expect(alices, id).toContain(id);
+    for (const id of alices.slice(0, 60)) expect(held, id).toContain(id);
+    const queue = parsePostqueueJson(execFileSync('/usr/sbin/postqueue', ['-j'], { env: mailEnv, encoding: 'utf8' })).messages;
+    expect(queue.filter((m) => m.queueName === 'hold').map((m) => m.queueId).sort()).toEqual(held);
+    for (const id of bobs) expect(queue.find((m) => m.queueId === id)?.queueName, id).not.toBe('hold');
+    expect(stderr).not.toContain('password');
+
+    // Every line Postfix wrote is one floodgate's parsers know.
+    const parsed = await parseFiles([maillog], { zone: new ZoneClock('UTC') });
+    expect(parsed.stats.lines).toBeGreaterThan(500);
+    expect({ unknown: parsed.stats.unknown, unclaimed: parsed.stats.unclaimed, malformed: parsed.stats.malformed }).toEqual({ unknown: 0, unclaimed: 0, malformed: 0 });
+  }, 120_000);
+});
