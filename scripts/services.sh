@@ -497,6 +497,7 @@ redis_status() {
 
 pf_running() { postfix -c "$PF_DIR" status >/dev/null 2>&1; }
 pf_ready() { MAIL_CONFIG=$PF_DIR postqueue -j >/dev/null 2>&1 && port_open "$PF_SMTP_PORT"; }
+pf_answers() { pf_ready && [ -S "$PF_DIR/queue/private/auth" ]; }
 pf_dovecot() { live_pid "$PF_DIR/dovecot/run/master.pid" "$PF_DIR/dovecot/dovecot.conf"; }
 
 pf_write_config() {
@@ -582,15 +583,7 @@ pf_up() {
   as_root postfix -c "$PF_DIR" start >&2 2>&1 9>&- || { [ -f "$PF_DIR/maillog" ] && tail -n 20 "$PF_DIR/maillog" >&2; die "postfix: start failed; see $PF_DIR/maillog"; }
   # After Postfix: its start creates the queue's private/ directory that holds Dovecot's socket.
   as_root dovecot -c "$PF_DIR/dovecot/dovecot.conf" >&2 2>&1 9>&- || { [ -f "$PF_DIR/dovecot/dovecot.log" ] && tail -n 20 "$PF_DIR/dovecot/dovecot.log" >&2; die "dovecot: start failed; see $PF_DIR/dovecot/dovecot.log"; }
-  local start=$SECONDS
-  until pf_ready && [ -S "$PF_DIR/queue/private/auth" ]; do
-    if (( SECONDS - start >= TIMEOUT )); then
-      [ -f "$PF_DIR/maillog" ] && tail -n 20 "$PF_DIR/maillog" >&2
-      die "postfix did not answer within ${TIMEOUT}s; see $PF_DIR/maillog and $PF_DIR/dovecot/dovecot.log"
-    fi
-    sleep 0.3
-  done
-  say "postfix up in $((SECONDS - start))s"
+  wait_ready postfix "$PF_DIR/maillog" pf_answers "$PF_DIR/data/master.lock" postfix/sbin/master
 }
 
 pf_down() {

@@ -17,6 +17,7 @@ import { ZoneClock } from '../src/envelope/zone.js';
 import type { Finding } from '../src/detect/finding.js';
 import { DetectPipeline } from '../src/pipeline/detect-pipeline.js';
 import { mergeInputs } from '../src/pipeline/merge.js';
+import { tiedTo } from './helpers/queue-ids.js';
 
 const bin = join(import.meta.dirname, '..', 'dist', 'src', 'cli', 'main.js');
 const root = mkdtempSync(join(tmpdir(), 'fg-run-'));
@@ -198,11 +199,8 @@ describe('floodgate run', () => {
     writeFileSync(s.log, text(lines));
     // From the log text: the victim's queue ids (submissions, and their re-injections), and which ones the file leaves queued
     // (deferred, never sent or bounced after).
-    const theirs = new Set(lines.flatMap((l) => (/: ([0-9A-F]{10}): client=.*sasl_username=(\S+)$/.exec(l)?.[2] === victim ? [/: ([0-9A-F]{10}): client=/.exec(l)![1]!] : [])));
-    for (const l of lines) {
-      const m = /Queue-ID: ([0-9A-F]{10}), .*queued_as: ([0-9A-F]{10}),/.exec(l);
-      if (m && theirs.has(m[1]!)) theirs.add(m[2]!);
-    }
+    const tied = tiedTo(lines, victim);
+    const theirs = new Set([...tied.ids, ...tied.hops]);
     const last = new Map<string, string>();
     for (const l of lines) {
       const m = /postfix\/smtp\[\d+\]: ([0-9A-F]{10}): to=<[^>]*>, .*status=(\w+)/.exec(l);
