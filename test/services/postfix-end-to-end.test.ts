@@ -54,7 +54,7 @@ describe('floodgate run on a real Postfix log: a stolen account flooding through
     truncateSync(maillog, 0); // Postfix's postlogd appends (O_APPEND): this run's lines only
   }, 300_000);
 
-  it('locks the account from the log lines Postfix wrote, and holds every message the log showed it queue, no one else’s', async () => {
+  it('locks the account from the log lines Postfix wrote, holds every message the log showed it queue and no one else’s, and releases them on unlock', async () => {
     const env = `["/usr/bin/env", ${JSON.stringify(`FG_STANDIN_LOG=${standinLog}`)}, ${JSON.stringify(`MAIL_CONFIG=${POSTFIX_CONFIG_DIR}`)}]`;
     const cfg = join(dir, 'floodgate.yaml');
     const db = join(dir, 'fg.db');
@@ -68,13 +68,19 @@ describe('floodgate run on a real Postfix log: a stolen account flooding through
         `  path: ${JSON.stringify(db)}`,
         'policy:',
         '  dryRun: false',
+        'api:',
+        '  tokens: [{ name: oncall, role: act, tokenEnv: FG_TEST_ACT }]',
         'actions:',
         `  zmprov: { path: ${JSON.stringify(join(REPO_ROOT, 'test', 'fixtures', 'bin', 'zmprov'))}, prefix: ${env} }`,
         `  queue: { postqueuePath: /usr/sbin/postqueue, postsuperPath: /usr/sbin/postsuper, prefix: ${env} }`,
         '',
       ].join('\n'),
     );
-    child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', cfg, '--poll-ms', '50', '--no-api'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const token = 'act-token-for-the-postfix-test-0123456789';
+    child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', cfg, '--poll-ms', '50', '--listen', '127.0.0.1:0'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, FG_TEST_ACT: token },
+    });
     child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
     const smtp = { host: '127.0.0.1', port: POSTFIX_SMTP_PORT };
 
@@ -113,7 +119,22 @@ describe('floodgate run on a real Postfix log: a stolen account flooding through
     const queue = parsePostqueueJson(execFileSync('/usr/sbin/postqueue', ['-j'], { env: mailEnv, encoding: 'utf8' })).messages;
     expect(queue.filter((m) => m.queueName === 'hold').map((m) => m.queueId).sort()).toEqual(held);
     for (const id of bobs) expect(queue.find((m) => m.queueId === id)?.queueName, id).not.toBe('hold');
+
+    // The admin resets the password and unlocks through the API: the held mail goes back to the queue.
+    const address = /"address":"(http:\/\/[^"]+)"/.exec(stderr)?.[1];
+    expect(address, stderr).toBeDefined();
+    const unlock = await fetch(`${address}/accounts/${POSTFIX_ACCOUNTS.alice.user}/unlock`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"reason":"password reset"}' });
+    const body = (await unlock.json()) as { records: ActionRecord[] };
+    expect(body.records.map((r) => [r.action, r.ok])).toEqual([
+      ['unlock', true],
+      ['release', true],
+    ]);
+    expect((body.records[1]!.data!.queueIds as string[]).slice().sort()).toEqual(held);
+    const released = parsePostqueueJson(execFileSync('/usr/sbin/postqueue', ['-j'], { env: mailEnv, encoding: 'utf8' })).messages;
+    expect(released.filter((m) => m.queueName === 'hold')).toEqual([]);
+    for (const id of held) expect(released.find((m) => m.queueId === id)?.queueName, id).toBe('deferred');
     expect(stderr).not.toContain('password');
+    expect(stderr).not.toContain(token);
 
     // Every line Postfix wrote is one floodgate's parsers know.
     const parsed = await parseFiles([maillog], { zone: new ZoneClock('UTC') });
