@@ -1,6 +1,7 @@
-import { appendFileSync, closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Follower, type FollowerOptions, type FollowLine, type FollowPosition, type RotateInfo } from '../src/input/follower.js';
 
@@ -283,6 +284,61 @@ describe('Follower', () => {
     ]);
     checkOffsets(`${path}.1`, second.got.slice(0, 16));
     checkOffsets(path, second.got.slice(16));
+  });
+
+  for (const [name, rotatedAs] of [
+    ['logrotate compress (no delaycompress)', '.1.gz'],
+    ["Postfix's `postfix logrotate` (maillog_file)", '.20261208-040150.gz'],
+  ] as const) {
+    it(`restart after a rotation whose old file was gzipped while stopped (${name}): finished from the position, inflated`, async () => {
+      const path = join(fresh(), 'mail.log');
+      writeFileSync(path, text(L('a', 40)));
+      let committed: FollowPosition | undefined;
+      const first = follow(path, { maxBatchLines: 10, onLines: (_b, pos) => void (committed = pos) });
+      await first.f.start();
+      await until(() => first.lines.length === 40);
+      await first.f.stop();
+      appendFileSync(path, text(L('b', 15)));
+      // Rotated, then compressed: the plain old file is gone. A decoy: an older compressed log that is another file.
+      writeFileSync(`${path}-20261201.gz`, gzipSync(text(L('older', 50))));
+      writeFileSync(`${path}${rotatedAs}`, gzipSync(readFileSync(path)));
+      rmSync(path);
+      writeFileSync(path, text(L('c', 12)));
+
+      const second = follow(path, { startAt: committed });
+      await second.f.start();
+      await until(() => second.lines.length === 27);
+      await sleep(60);
+      expect(second.lines).toEqual([...L('b', 15), ...L('c', 12)]);
+      expect(second.rotations.map((x) => [x.kind, x.from])).toEqual([
+        ['resume-rotated', `${path}${rotatedAs}`],
+        ['rename', path],
+      ]);
+      // Offsets are the original file's (the inflated content), so positions stay comparable.
+      expect(second.got[0]!.offset).toBe(committed!.offset);
+      checkOffsets(path, second.got.slice(15));
+      expect(readdirSync(tmpdir()).filter((n) => n.startsWith('floodgate-inflate-'))).toEqual([]); // the inflated copy was unlinked
+    });
+  }
+
+  it('a compressed file with another head, or corrupt, is not taken for the one we followed: resume-lost', async () => {
+    const path = join(fresh(), 'mail.log');
+    writeFileSync(path, text(L('a', 10)));
+    const first = follow(path);
+    await first.f.start();
+    await until(() => first.lines.length === 10);
+    await first.f.stop();
+    const pos = first.f.position();
+    writeFileSync(`${path}.1.gz`, gzipSync(text(L('other', 10))));
+    writeFileSync(`${path}-20261201.gz`, Buffer.from('not gzip at all'));
+    rmSync(path);
+    writeFileSync(path, text(L('z', 3)));
+    const second = follow(path, { startAt: pos });
+    await second.f.start();
+    await until(() => second.lines.length === 3);
+    expect(second.lines).toEqual(L('z', 3));
+    expect(second.rotations.map((x) => x.kind)).toEqual(['resume-lost']);
+    expect(second.errors).toEqual([]);
   });
 
   it('restart after a copytruncate while stopped: the copy (same fingerprint) is finished first', async () => {

@@ -27,14 +27,16 @@
  * Resume (`startAt`): the file at the path is the same one when its head
  * fingerprint matches (or, with no fingerprint, its dev/ino); then reading
  * resumes at the offset (at 0 if the file is now shorter: truncated while we
- * were down). Otherwise the rotated predecessor (`path.1`, `path-YYYYMMDD[HH]`)
- * with that fingerprint is finished from the offset first, then the new file
- * is read from 0 — this also recovers a copytruncate that happened while down,
- * since the copy keeps the fingerprint. If neither is found, the new file is
+ * were down). Otherwise the rotated predecessor (`path.1`, `path-YYYYMMDD[HH]`,
+ * Postfix's `path.YYYYMMDD-HHMMSS`, or any of them gzipped while we were
+ * down) with that fingerprint is finished from the offset first, then the new
+ * file is read from 0 — this also recovers a copytruncate that happened while
+ * down, since the copy keeps the fingerprint. If neither is found, the new file is
  * read from 0 and `onRotate` reports `resume-lost`.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { inflatedHeadHash, openInflated } from './gzip-predecessor.js';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { InputError } from './line-reader.js';
@@ -569,6 +571,11 @@ export class Follower {
         if (score > 0 && o.size >= at.offset) found.push({ o, score, isPath: false });
         else await o.fh.close().catch(() => undefined);
       }
+      // Compressed while we were down: tried only when no plain file will do.
+      if (!found.some((f) => f.score > 0 && f.o.size >= at.offset)) {
+        const gz = await this.compressedPredecessor(at);
+        if (gz) found.push({ o: gz, score: 1, isPath: false });
+      }
     } catch (err) {
       for (const f of found) await f.o.fh.close().catch(() => undefined);
       throw err;
@@ -610,21 +617,48 @@ export class Follower {
     return sameIno ? 2 : 1;
   }
 
-  /** Where logrotate puts the previous file: `path.1`, then `path-YYYYMMDD[HH]` newest first. */
-  private async predecessors(): Promise<string[]> {
-    const out = [`${this.path}.1`];
+  /**
+   * Where the previous file went: logrotate's `path.1`, then `path-YYYYMMDD[HH]`,
+   * then Postfix's `postfix logrotate` (maillog_file) `path.YYYYMMDD-HHMMSS`,
+   * each kind newest first; with `gz`, the same names compressed.
+   */
+  private async predecessors(gz = false): Promise<string[]> {
+    const ext = gz ? '.gz' : '';
+    const out = [`${this.path}.1${ext}`];
     const dir = dirname(this.path);
     const base = basename(this.path);
-    try {
-      const dated = (await readdir(dir))
-        .filter((n) => n.startsWith(`${base}-`) && /^\d{8}(\d{2})?$/.test(n.slice(base.length + 1)))
+    const named = (sep: string, stamp: RegExp, names: string[]) =>
+      names
+        .filter((n) => n.startsWith(base + sep) && n.endsWith(ext) && stamp.test(n.slice(base.length + 1, n.length - ext.length)))
         .sort()
-        .reverse();
-      for (const n of dated) out.push(join(dir, n));
+        .reverse()
+        .map((n) => join(dir, n));
+    try {
+      const names = await readdir(dir);
+      out.push(...named('-', /^\d{8}(\d{2})?$/, names), ...named('.', /^\d{8}-\d{6}$/, names));
     } catch {
       // directory unreadable: `.1` only
     }
     return out;
+  }
+
+  /** The newest compressed predecessor whose content has the stored head, inflated (see gzip-predecessor.ts). */
+  private async compressedPredecessor(at: FollowPosition): Promise<Opened | null> {
+    const h = parseHead(at.head);
+    if (!h) return null; // without a fingerprint a compressed file cannot be recognised
+    for (const p of await this.predecessors(true)) {
+      if ((await inflatedHeadHash(p, h.n)) !== h.hex) continue;
+      let fh: FileHandle;
+      try {
+        fh = await openInflated(p);
+      } catch {
+        continue; // corrupt or unreadable: not worth an error here
+      }
+      const st = await fh.stat();
+      if (st.size >= at.offset) return { fh, path: p, dev: st.dev, ino: st.ino, size: st.size, head: at.head };
+      await fh.close().catch(() => undefined);
+    }
+    return null;
   }
 
   /** fromStart false: begin after the last complete line, so the line being written is delivered whole. */

@@ -7,7 +7,8 @@
  * postqueue and postsuper. No line here was written by floodgate's tests.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -141,4 +142,87 @@ describe('floodgate run on a real Postfix log: a stolen account flooding through
     expect(parsed.stats.lines).toBeGreaterThan(500);
     expect({ unknown: parsed.stats.unknown, unclaimed: parsed.stats.unclaimed, malformed: parsed.stats.malformed }).toEqual({ unknown: 0, unclaimed: 0, malformed: 0 });
   }, 120_000);
+
+  it("follows Postfix's own log rotation (postfix logrotate: rename, then gzip), live and across a restart: every line once", async () => {
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child!.once('exit', r));
+    }
+    const gzBefore = new Set(readdirSync(POSTFIX_CONFIG_DIR));
+    truncateSync(maillog, 0);
+    const cfg = join(dir, 'rotate.yaml');
+    const db = join(dir, 'rotate.db');
+    writeFileSync(cfg, ['timezone: UTC', 'inputs:', `  - path: ${JSON.stringify(maillog)}`, 'store:', `  path: ${JSON.stringify(db)}`, ''].join('\n'));
+    const startRun = async () => {
+      stderr = '';
+      child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--config', cfg, '--poll-ms', '50', '--checkpoint-ms', '200', '--no-api'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+      // Rotate only once run follows the file (it starts in about a second).
+      for (const t0 = Date.now(); !stderr.includes('"msg":"starting"'); await sleep(50)) if (Date.now() - t0 > 20_000) throw new Error(`run did not start: ${stderr}`);
+      await sleep(200);
+    };
+    const stopRun = async () => {
+      const exited = new Promise((r) => child!.once('exit', r));
+      child!.kill('SIGTERM');
+      await exited;
+    };
+    const smtp = { host: '127.0.0.1', port: POSTFIX_SMTP_PORT, ...POSTFIX_ACCOUNTS.bob, from: POSTFIX_ACCOUNTS.bob.user };
+    const ids: string[] = [];
+    const send = async (tag: string, n: number) => {
+      for (let i = 0; i < n; i++) ids.push(await submit({ ...smtp, to: [`${tag}${i}@example.org`] }));
+      await sleep(1500); // Postfix logs each delivery attempt within a second or so
+    };
+    // Renames maillog to maillog.<time>, opens a new maillog, gzips the old one (so unlinks it).
+    const logrotate = async () => {
+      execFileSync('/usr/sbin/postfix', ['-c', POSTFIX_CONFIG_DIR, 'logrotate'], { stdio: 'ignore' });
+      await sleep(1100); // the rotated name has one-second resolution
+    };
+    /** Lines Postfix wrote since the test began: the rotated files this test made (inflated) and the current one. */
+    const written = () =>
+      readdirSync(POSTFIX_CONFIG_DIR)
+        .filter((f) => /^maillog\.\d{8}-\d{6}\.gz$/.test(f) && !gzBefore.has(f))
+        .reduce((n, f) => n + gunzipSync(readFileSync(join(POSTFIX_CONFIG_DIR, f))).toString('utf8').split('\n').filter(Boolean).length, 0) +
+      readFileSync(maillog, 'utf8').split('\n').filter(Boolean).length;
+    const storedLines = async (want: number): Promise<number> => {
+      let n = 0;
+      for (const t0 = Date.now(); n < want && Date.now() - t0 < 20_000; await sleep(100)) {
+        try {
+          const d = new Database(db, { readonly: true, fileMustExist: true });
+          try {
+            n = d.prepare<[], { n: number | null }>('SELECT sum(lines) AS n FROM positions').get()?.n ?? 0;
+          } finally {
+            d.close();
+          }
+        } catch {
+          // not yet created, or busy this instant
+        }
+      }
+      return n;
+    };
+
+    // Live: rotated while run reads; it finishes the old file through its open descriptor.
+    await startRun();
+    await send('before', 15);
+    await logrotate();
+    await send('after', 15);
+    let want = written();
+    expect(await storedLines(want), stderr).toBe(want);
+    expect(stderr).toContain('"kind":"rename"');
+
+    // Stopped: mail goes on, Postfix rotates and gzips the file run was reading; the restart finishes it inflated.
+    await stopRun();
+    await send('while-down', 15);
+    await logrotate();
+    await send('after-restart', 10);
+    await startRun();
+    want = written();
+    expect(await storedLines(want), stderr).toBe(want);
+    expect(stderr).toContain('"kind":"resume-rotated"');
+    expect(stderr).not.toContain('resume-lost');
+    // Bob's messages: all deferred (the relay refuses), all still queued.
+    const queue = parsePostqueueJson(execFileSync('/usr/sbin/postqueue', ['-j'], { env: mailEnv, encoding: 'utf8' })).messages;
+    for (const id of ids) expect(queue.find((m) => m.queueId === id), id).toBeDefined();
+    expect(ids).toHaveLength(55);
+  }, 180_000);
+
 });
