@@ -53,6 +53,16 @@ function follow(path: string, opts: Partial<FollowerOptions> = {}): Run {
 const L = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix} line ${i} ${'x'.repeat(i % 17)}`);
 const text = (lines: string[]) => lines.map((l) => `${l}\n`).join('');
 
+/** Writes `lines` to a new file at `path`, follows it to their end, stops; returns the position to resume from. */
+async function followedThenStopped(path: string, lines: string[]): Promise<FollowPosition> {
+  writeFileSync(path, text(lines));
+  const first = follow(path, { maxBatchLines: 10 });
+  await first.f.start();
+  await until(() => first.lines.length === lines.length);
+  await first.f.stop();
+  return first.f.position();
+}
+
 /** Every delivered line is found at its offset in `file`. */
 function checkOffsets(file: string, got: FollowLine[]) {
   const buf = readFileSync(file);
@@ -292,12 +302,7 @@ describe('Follower', () => {
   ] as const) {
     it(`restart after a rotation whose old file was gzipped while stopped (${name}): finished from the position, inflated`, async () => {
       const path = join(fresh(), 'mail.log');
-      writeFileSync(path, text(L('a', 40)));
-      let committed: FollowPosition | undefined;
-      const first = follow(path, { maxBatchLines: 10, onLines: (_b, pos) => void (committed = pos) });
-      await first.f.start();
-      await until(() => first.lines.length === 40);
-      await first.f.stop();
+      const committed = await followedThenStopped(path, L('a', 40));
       appendFileSync(path, text(L('b', 15)));
       // Rotated, then compressed: the plain old file is gone. A decoy: an older compressed log that is another file.
       writeFileSync(`${path}-20261201.gz`, gzipSync(text(L('older', 50))));
@@ -315,7 +320,7 @@ describe('Follower', () => {
         ['rename', path],
       ]);
       // Offsets are the original file's (the inflated content), so positions stay comparable.
-      expect(second.got[0]!.offset).toBe(committed!.offset);
+      expect(second.got[0]!.offset).toBe(committed.offset);
       checkOffsets(path, second.got.slice(15));
       expect(readdirSync(tmpdir()).filter((n) => n.startsWith('floodgate-inflate-'))).toEqual([]); // the inflated copy was unlinked
     });
@@ -323,12 +328,7 @@ describe('Follower', () => {
 
   it('a compressed file with another head, or corrupt, is not taken for the one we followed: resume-lost', async () => {
     const path = join(fresh(), 'mail.log');
-    writeFileSync(path, text(L('a', 10)));
-    const first = follow(path);
-    await first.f.start();
-    await until(() => first.lines.length === 10);
-    await first.f.stop();
-    const pos = first.f.position();
+    const pos = await followedThenStopped(path, L('a', 10));
     writeFileSync(`${path}.1.gz`, gzipSync(text(L('other', 10))));
     writeFileSync(`${path}-20261201.gz`, Buffer.from('not gzip at all'));
     rmSync(path);
