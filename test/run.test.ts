@@ -36,6 +36,23 @@ function setup(name: string) {
   return { dir, log, db, cfg };
 }
 
+/**
+ * A stolen account's forged-sender flood that the receivers throttle (9 in 10
+ * recipients deferred and retried), after hours of ordinary traffic, written
+ * to `log`.
+ */
+function writeThrottledFlood(log: string, o: { seed: number; historyHours: number; count: number }) {
+  const sl = new S.ScenarioLog(o.seed);
+  const users = S.users(12);
+  const victim = users[0]!.account;
+  const EP = Date.UTC(2026, 10, 27, 10, 0, 0);
+  S.background(sl, { start: EP - o.historyHours * S.HOUR, end: EP + S.HOUR, users, inboundPerHour: 10 });
+  S.forgedSenderFlood(sl, { account: victim, ips: ['41.203.18.77'], start: EP, count: o.count, paceMs: 6000, deferRate: 0.9 });
+  const lines = sl.render();
+  writeFileSync(log, text(lines));
+  return { lines, users, victim };
+}
+
 /** Replay in process: messages and findings emitted before the end-of-input flush (a live run keeps those open). */
 async function replayReference(cfgPath: string, file: string) {
   const cfg = loadConfig(cfgPath);
@@ -161,14 +178,7 @@ describe('floodgate run', () => {
 
   it("holds (dry run) the locked account's queued mail by the queue ids its lines carry, forged senders or not", () => {
     const s = setup('hold');
-    const sl = new S.ScenarioLog(1);
-    const users = S.users(12);
-    const victim = users[0]!.account;
-    const EP = Date.UTC(2026, 10, 27, 10, 0, 0);
-    S.background(sl, { start: EP - 72 * S.HOUR, end: EP + S.HOUR, users, inboundPerHour: 10 });
-    S.forgedSenderFlood(sl, { account: victim, ips: ['41.203.18.77'], start: EP, count: 300, paceMs: 6000, deferRate: 0.9 });
-    const lines = sl.render();
-    writeFileSync(s.log, text(lines));
+    const { lines, victim } = writeThrottledFlood(s.log, { seed: 1, historyHours: 72, count: 300 });
     // The victim's queue ids from the log text: its submissions, and the ids amavis re-injected them as.
     const first = new Set(lines.flatMap((l) => /: ([0-9A-F]{10}): client=.*sasl_username=(\S+)$/.exec(l)?.[2] === victim ? [/: ([0-9A-F]{10}): client=/.exec(l)![1]!] : []));
     const theirs = new Set(first);
@@ -189,14 +199,7 @@ describe('floodgate run', () => {
 
   it("an operator's lock through run's API holds the account's mail still queued, by the queue ids the correlator ties to it", async () => {
     const s = setup('api-hold');
-    const sl = new S.ScenarioLog(4);
-    const users = S.users(12);
-    const victim = users[0]!.account;
-    const EP = Date.UTC(2026, 10, 27, 10, 0, 0);
-    S.background(sl, { start: EP - 24 * S.HOUR, end: EP + S.HOUR, users, inboundPerHour: 10 });
-    S.forgedSenderFlood(sl, { account: victim, ips: ['41.203.18.77'], start: EP, count: 120, paceMs: 6000, deferRate: 0.9 });
-    const lines = sl.render();
-    writeFileSync(s.log, text(lines));
+    const { lines, users, victim } = writeThrottledFlood(s.log, { seed: 4, historyHours: 24, count: 120 });
     // From the log text: the victim's queue ids (submissions, and their re-injections), and which ones the file leaves queued
     // (deferred, never sent or bounced after).
     const tied = tiedTo(lines, victim);

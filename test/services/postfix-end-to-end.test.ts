@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePostqueueJson, type ActionRecord } from '../../src/actions/index.js';
+import type { ActionRecord } from '../../src/actions/index.js';
 import { ZoneClock } from '../../src/envelope/zone.js';
 import { parseFiles } from '../../src/pipeline/parse-files.js';
-import { POSTFIX_ACCOUNTS, POSTFIX_CONFIG_DIR, POSTFIX_SMTP_PORT, REPO_ROOT, serviceCtl } from './helpers/services.js';
+import { POSTFIX_ACCOUNTS, POSTFIX_CONFIG_DIR, POSTFIX_SMTP_PORT, postfixQueue, REPO_ROOT, serviceCtl } from './helpers/services.js';
 import { submit } from './helpers/smtp-submit.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fg-postfix-e2e-'));
@@ -117,7 +117,7 @@ describe('floodgate run on a real Postfix log: a stolen account flooding through
     const held = (actions[1]!.data!.queueIds as string[]).slice().sort();
     for (const id of held) expect(alices, id).toContain(id);
     for (const id of alices.slice(0, 60)) expect(held, id).toContain(id);
-    const queue = parsePostqueueJson(execFileSync('/usr/sbin/postqueue', ['-j'], { env: mailEnv, encoding: 'utf8' })).messages;
+    const queue = postfixQueue().messages;
     expect(queue.filter((m) => m.queueName === 'hold').map((m) => m.queueId).sort()).toEqual(held);
     for (const id of bobs) expect(queue.find((m) => m.queueId === id)?.queueName, id).not.toBe('hold');
 
@@ -131,7 +131,7 @@ describe('floodgate run on a real Postfix log: a stolen account flooding through
       ['release', true],
     ]);
     expect((body.records[1]!.data!.queueIds as string[]).slice().sort()).toEqual(held);
-    const released = parsePostqueueJson(execFileSync('/usr/sbin/postqueue', ['-j'], { env: mailEnv, encoding: 'utf8' })).messages;
+    const released = postfixQueue().messages;
     expect(released.filter((m) => m.queueName === 'hold')).toEqual([]);
     for (const id of held) expect(released.find((m) => m.queueId === id)?.queueName, id).toBe('deferred');
     expect(stderr).not.toContain('password');
@@ -220,7 +220,7 @@ describe('floodgate run on a real Postfix log: a stolen account flooding through
     expect(stderr).toContain('"kind":"resume-rotated"');
     expect(stderr).not.toContain('resume-lost');
     // Bob's messages: all deferred (the relay refuses), all still queued.
-    const queue = parsePostqueueJson(execFileSync('/usr/sbin/postqueue', ['-j'], { env: mailEnv, encoding: 'utf8' })).messages;
+    const queue = postfixQueue().messages;
     for (const id of ids) expect(queue.find((m) => m.queueId === id), id).toBeDefined();
     expect(ids).toHaveLength(55);
   }, 180_000);

@@ -9,16 +9,16 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Actuator, parsePostqueueJson, type ActionRecord, type QueuedMessage } from '../../src/actions/index.js';
+import { Actuator, type ActionRecord, type QueuedMessage } from '../../src/actions/index.js';
 import type { Event } from '../../src/core/events.js';
 import { ZoneClock } from '../../src/envelope/zone.js';
 import { parseFiles } from '../../src/pipeline/parse-files.js';
-import { POSTFIX_CONFIG_DIR, serviceCtl } from './helpers/services.js';
+import { POSTFIX_CONFIG_DIR, postfixQueue, serviceCtl } from './helpers/services.js';
 
 const dir = POSTFIX_CONFIG_DIR;
 const env = { ...process.env, MAIL_CONFIG: dir };
 const postqueue = (): QueuedMessage[] => {
-  const listing = parsePostqueueJson(execFileSync('/usr/sbin/postqueue', ['-j'], { env, encoding: 'utf8' }));
+  const listing = postfixQueue();
   expect(listing.malformed).toBe(0);
   return listing.messages;
 };

@@ -2,8 +2,9 @@
 // for the fault tests that stop and start a service. The addresses default to
 // the loopback services that `bash scripts/services.sh up` starts; the
 // FLOODGATE_TEST_* variables point a run at other servers.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { parsePostqueueJson, type PostqueueListing } from '../../../src/actions/index.js';
 
 export const REPO_ROOT = join(import.meta.dirname, '..', '..', '..');
 export const SERVICES_SCRIPT = join(REPO_ROOT, 'scripts', 'services.sh');
@@ -83,3 +84,8 @@ export const POSTFIX_CONFIG_DIR = join(process.env.FLOODGATE_SERVICES_DIR ?? joi
 /** Its SASL submission listener (FLOODGATE_POSTFIX_SMTP_PORT, as for services.sh), and the test accounts services.sh gives Dovecot. */
 export const POSTFIX_SMTP_PORT = Number(process.env.FLOODGATE_POSTFIX_SMTP_PORT ?? 10587);
 export const POSTFIX_ACCOUNTS = { alice: { user: 'alice@example.com', password: 'alice-test-password' }, bob: { user: 'bob@example.com', password: 'bob-test-password' } } as const;
+
+/** The test Postfix's queue as the real `postqueue -j` lists it. */
+export function postfixQueue(): PostqueueListing {
+  return parsePostqueueJson(execFileSync('/usr/sbin/postqueue', ['-j'], { env: { ...process.env, MAIL_CONFIG: POSTFIX_CONFIG_DIR }, encoding: 'utf8' }));
+}
