@@ -582,7 +582,10 @@ pf_up() {
   say "postfix: starting a private instance with SASL submission on 127.0.0.1:$PF_SMTP_PORT (config, queue and log in $PF_DIR)"
   as_root postfix -c "$PF_DIR" start >&2 2>&1 9>&- || { [ -f "$PF_DIR/maillog" ] && tail -n 20 "$PF_DIR/maillog" >&2; die "postfix: start failed; see $PF_DIR/maillog"; }
   # After Postfix: its start creates the queue's private/ directory that holds Dovecot's socket.
-  as_root dovecot -c "$PF_DIR/dovecot/dovecot.conf" >&2 2>&1 9>&- || { [ -f "$PF_DIR/dovecot/dovecot.log" ] && tail -n 20 "$PF_DIR/dovecot/dovecot.log" >&2; die "dovecot: start failed; see $PF_DIR/dovecot/dovecot.log"; }
+  # Dovecot's daemons keep the stderr they were started with: not ours, or a caller reading our output
+  # (`services.sh up | tail`, a test's execFile) would wait for it to close as long as Dovecot runs.
+  as_root dovecot -c "$PF_DIR/dovecot/dovecot.conf" </dev/null >>"$PF_DIR/dovecot/start.log" 2>&1 9>&- \
+    || { tail -n 20 "$PF_DIR/dovecot/start.log" >&2; die "dovecot: start failed; see $PF_DIR/dovecot/start.log and dovecot.log"; }
   wait_ready postfix "$PF_DIR/maillog" pf_answers "$PF_DIR/data/master.lock" postfix/sbin/master
 }
 

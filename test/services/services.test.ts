@@ -258,6 +258,15 @@ describe('scripts/services.sh', () => {
     }
   });
 
+  it('stops and starts Postfix and Dovecot, and `up` returns once they run (no daemon keeps its output open)', async () => {
+    await serviceCtl('down', 'postfix', 60_000);
+    expect(parseStatus((await serviceCtl('status', 'postfix')).stdout).get('postfix')?.state).toBe('down');
+    // serviceCtl resolves when the script's stdout and stderr close: a daemon holding them would hang it until the timeout.
+    const up = await serviceCtl('up', 'postfix', 60_000);
+    expect(up.ms).toBeLessThan(30_000);
+    expect(parseStatus((await serviceCtl('status', 'postfix')).stdout).get('postfix')?.state).toBe('up');
+  }, 180_000);
+
   it('keeps a ClickHouse it starts in memory or on disk, as FLOODGATE_CLICKHOUSE_STORAGE says, across down and up', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fg-services-'));
     const env = { FLOODGATE_SERVICES_DIR: dir, FLOODGATE_CLICKHOUSE_HTTP_PORT: String(await freePort()), FLOODGATE_CLICKHOUSE_TCP_PORT: String(await freePort()) };
